@@ -1,0 +1,1 @@
+"""Lambda entry points. Each folder is one function; its `handler.py` is wiring only."""

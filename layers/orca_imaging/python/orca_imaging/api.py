@@ -1,0 +1,103 @@
+"""What every API function shares: the caller, permissions, and errors as JSON.
+
+A route declares its permission with `@requires(...)`; the resolver's exception handlers
+turn every `OrcaError` (and request validation failures) into
+`{code, message, correlationId}` with the error's status, in one place.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestValidationError as PowertoolsValidationError,
+)
+
+from orca_imaging.auth import Permission, Principal, principal_from_claims
+from orca_imaging.errors import OrcaError, RequestValidationError
+from orca_imaging.observability import logger
+
+if TYPE_CHECKING:
+    from orca_imaging.models import ImageModel
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Route permissions, by the handler function's qualified name: the permission-matrix
+# tests and the README read this.
+ROUTE_PERMISSIONS: dict[str, Permission] = {}
+
+
+def current_principal(app: APIGatewayRestResolver) -> Principal:
+    authorizer = app.current_event.request_context.authorizer
+    claims = authorizer.get("claims") if authorizer else None
+    return principal_from_claims(claims)
+
+
+def requires(app: APIGatewayRestResolver, permission: Permission) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Reject the call with 403 unless the caller's roles grant `permission`."""
+
+    def decorate(route: Callable[P, R]) -> Callable[P, R]:
+        ROUTE_PERMISSIONS[route.__qualname__] = permission
+
+        @functools.wraps(route)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            current_principal(app).require(permission)
+            return route(*args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
+def correlation_id() -> str | None:
+    value = logger.get_correlation_id()
+    return str(value) if value else None
+
+
+def error_response(error: OrcaError) -> Response[Any]:
+    body: dict[str, Any] = {"code": error.code, "message": error.message, "correlationId": correlation_id()}
+    if error.details:
+        body["details"] = error.details
+    return Response(status_code=error.status, content_type="application/json", body=body)
+
+
+def install_error_handlers(app: APIGatewayRestResolver) -> None:
+    @app.exception_handler(OrcaError)
+    def _domain_error(error: OrcaError) -> Response[Any]:
+        log = logger.warning if error.status < 500 else logger.error
+        log("request failed", extra={"code": error.code, "status": error.status})
+        return error_response(error)
+
+    @app.exception_handler(PowertoolsValidationError)
+    def _invalid_request(error: PowertoolsValidationError) -> Response[Any]:
+        fields = [
+            {
+                "field": ".".join(str(part) for part in e.get("loc", ()) if part != "body"),
+                "message": e.get("msg", "invalid"),
+            }
+            for e in error.errors()
+        ]
+        summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+        return error_response(RequestValidationError(f"invalid request: {summary}", details={"fields": fields}))
+
+
+_INTERNAL_FIELDS = {
+    "patientKey",
+    "capturedAtKey",
+    "shaKey",
+    "sopKey",
+    "statusKey",
+    "updatedAtKey",
+    "batchKey",
+    "version",
+}
+
+
+def image_view(image: ImageModel) -> dict[str, Any]:
+    """The record as the API shows it: the spec's field names, no index plumbing."""
+    view = {k: v for k, v in image.to_simple_dict().items() if k not in _INTERNAL_FIELDS}
+    return view

@@ -1,0 +1,83 @@
+"""The one error hierarchy.
+
+Every error the domain raises is an `OrcaError` with an HTTP status and a stable,
+machine-readable `code`. The API maps it to a response once (see `api.error_response`);
+the DICOM service maps it to a DIMSE status once. Messages carry ids, never PHI.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class OrcaError(Exception):
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class BadRequestError(OrcaError):
+    status = 400
+    code = "bad_request"
+
+
+class RequestValidationError(BadRequestError):
+    """A request body or parameter failed validation; `details.fields` names each field."""
+
+    code = "validation_error"
+
+
+class UnauthorizedError(OrcaError):
+    status = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(OrcaError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFoundError(OrcaError):
+    """Also the answer for another clinic's data: it must not hint that the item exists."""
+
+    status = 404
+    code = "not_found"
+
+
+class ConflictError(OrcaError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLargeError(OrcaError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(OrcaError):
+    status = 415
+    code = "unsupported_media_type"
+
+
+class ConfigurationError(OrcaError):
+    """Settings are missing or invalid; raised at start so a bad deploy fails loudly."""
+
+    code = "configuration_error"
+
+
+class DependencyError(OrcaError):
+    """An AWS service or other dependency failed; the caller may retry."""
+
+    status = 503
+    code = "dependency_unavailable"
+
+
+class InvalidObjectKeyError(OrcaError):
+    """An S3 key outside the layout in `keys`: not ours to process."""
+
+    status = 400
+    code = "invalid_object_key"

@@ -1,0 +1,18 @@
+"""Opaque, time-ordered ids. They carry no PHI and sort by creation time."""
+
+from __future__ import annotations
+
+from ulid import ULID
+
+
+def new_id(prefix: str) -> str:
+    """`img_01JD...`: a readable type prefix plus a ULID (lower case, S3-key safe)."""
+    return f"{prefix}_{str(ULID()).lower()}"
+
+
+def new_image_id() -> str:
+    return new_id("img")
+
+
+def new_event_id() -> str:
+    return new_id("evt")

@@ -1,0 +1,173 @@
+"""Start and stop the whole local pipeline: moto, resources, API, pumps, schedules."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import requests
+from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
+
+from orca_imaging import clients, repository
+from orca_imaging.local.api_gateway import LocalApiGateway
+from orca_imaging.local.jwt_issuer import LocalIssuer
+from orca_imaging.local.lambda_runtime import FunctionHost
+from orca_imaging.local.provision import LocalResources, provision
+from orca_imaging.local.scheduler import Scheduler
+from orca_imaging.local.sqs_pump import SqsPump
+from orca_imaging.resources import QUEUES, SCHEDULES, SETTINGS_WITH_RESOURCES, function, settings_env
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+LOOPBACK = "127.0.0.1"
+REGION = "us-east-1"
+PROJECT_ROOT = Path(__file__).resolve().parents[5]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LocalStackConfig:
+    state_dir: Path
+    api_port: int = 0  # 0: any free port
+    moto_port: int = 0
+    visibility_timeout_seconds: int = 30
+    web_root: Path | None = field(default_factory=lambda: PROJECT_ROOT / "web")
+
+
+class LocalStack:
+    """The embedded stack. Use as a context manager, or `start()` and `stop()`."""
+
+    def __init__(self, config: LocalStackConfig) -> None:
+        self.config = config
+        self.issuer = LocalIssuer(config.state_dir)
+        self.host = FunctionHost()
+        self.resources: LocalResources | None = None
+        self.pumps: list[SqsPump] = []
+        self.scheduler: Scheduler | None = None
+        self._moto: ThreadedMotoServer | None = None
+        self._http: Any = None
+        self._http_thread: threading.Thread | None = None
+        self.moto_url = ""
+        self.api_url = ""
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self) -> LocalStack:
+        # moto and the API server both log every request through werkzeug: keep the console for our logs.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        moto_port = self.config.moto_port or free_port()
+        self._moto = ThreadedMotoServer(ip_address=LOOPBACK, port=moto_port, verbose=False)
+        self._moto.start()
+        self.moto_url = f"http://{LOOPBACK}:{moto_port}"
+        requests.post(
+            f"{self.moto_url}/moto-api/config",
+            json={"stepfunctions": {"execute_state_machine": True}},
+            timeout=10,
+        ).raise_for_status()
+        self._configure_process_env()
+        self.resources = provision(
+            self.moto_url, REGION, visibility_timeout_seconds=self.config.visibility_timeout_seconds
+        )
+        self._configure_function_env(self.resources)
+
+        gateway = LocalApiGateway(self.host, self.issuer, self.config.web_root)
+        self._http = make_server(LOOPBACK, self.config.api_port, gateway, threaded=True)
+        self.api_url = f"http://{LOOPBACK}:{self._http.server_port}"
+        self._http_thread = threading.Thread(target=self._http.serve_forever, name="local-api", daemon=True)
+        self._http_thread.start()
+
+        sqs = self.sqs()
+        for queue in QUEUES:
+            pump = SqsPump(
+                sqs=sqs,
+                host=self.host,
+                function=function(queue.consumer),
+                queue_url=self.resources.queue_urls[queue.construct_id],
+                queue_arn=self.resources.queue_arns[queue.construct_id],
+                region=REGION,
+                batch_size=queue.batch_size,
+            )
+            pump.start()
+            self.pumps.append(pump)
+        self.scheduler = Scheduler(self.host, SCHEDULES, REGION)
+        self.scheduler.start()
+        return self
+
+    def stop(self) -> None:
+        if self.scheduler:
+            self.scheduler.stop()
+        for pump in self.pumps:
+            pump.stop()
+        if self._http:
+            self._http.shutdown()
+        if self._moto:
+            self._moto.stop()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------ environment
+    def _configure_process_env(self) -> None:
+        """The in-process handlers read the same variables a deployed function gets."""
+        os.environ.update(
+            {
+                "AWS_REGION": REGION,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "ORCA_ENDPOINT_URL": self.moto_url,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_SERVICE_NAME": "orca-imaging",
+            }
+        )
+
+    def _configure_function_env(self, resources: LocalResources) -> None:
+        for settings in SETTINGS_WITH_RESOURCES:
+            os.environ.update(settings_env(settings, resources.values))
+        clients.reset()
+        from orca_imaging.settings import TableSettings, load
+
+        repository.bind_tables(load(TableSettings))
+
+    # ------------------------------------------------------------ helpers
+    def client(self, service: str) -> Any:
+        return boto3.session.Session(region_name=REGION).client(service, endpoint_url=self.moto_url)
+
+    def sqs(self) -> Any:
+        return self.client("sqs")
+
+    def token(self, *, clinic_id: str, roles: list[Any], user_id: str | None = None) -> str:
+        return self.issuer.mint(clinic_id=clinic_id, roles=roles, user_id=user_id)
+
+    def wait_until(self, predicate: Any, timeout: float = 30, interval: float = 0.2) -> Any:
+        """Poll `predicate` until it returns something truthy; raise TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError("condition not met in time")
+            time.sleep(interval)
+
+    def urls(self) -> Iterator[tuple[str, str]]:
+        yield "API", f"{self.api_url}/api/imaging"
+        yield "Web uploader", f"{self.api_url}/"
+        yield "AWS endpoint (moto)", self.moto_url
+        yield "Health", f"{self.api_url}/health"

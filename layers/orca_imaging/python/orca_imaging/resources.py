@@ -1,0 +1,209 @@
+"""The one list of what the system is made of: tables, buckets, queues, functions, routes.
+
+The CDK constructs (`infra/`) and the embedded local stack (`orca_imaging.local`) both
+build from this module, so what runs on a laptop is what is deployed. Table key schemas
+are read from the PynamoDB models themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from orca_imaging.keys import INTAKE_PREFIX
+from orca_imaging.models import TABLE_MODELS
+from orca_imaging.settings import ApiSettings, AwsSettings, ConsumerSettings
+
+if TYPE_CHECKING:
+    from pynamodb.models import Model
+
+
+# ---------------------------------------------------------------- tables
+@dataclass(frozen=True)
+class KeyAttribute:
+    name: str
+    type: Literal["S", "N", "B"]
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    name: str
+    partition: KeyAttribute
+    sort: KeyAttribute | None
+    projection: Literal["ALL", "KEYS_ONLY"]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    construct_id: str
+    settings_field: str
+    partition: KeyAttribute
+    sort: KeyAttribute | None
+    indexes: tuple[IndexSpec, ...]
+
+
+def _key(schema: dict[str, Any], key_schema: list[dict[str, str]], kind: str) -> KeyAttribute | None:
+    types = {a["AttributeName"]: a["AttributeType"] for a in schema["attribute_definitions"]}
+    for element in key_schema:
+        if element["KeyType"] == kind:
+            return KeyAttribute(element["AttributeName"], types[element["AttributeName"]])  # type: ignore[arg-type]
+    return None
+
+
+def table_spec(settings_field: str, model: type[Model]) -> TableSpec:
+    """A table's keys and global indexes, exactly as the PynamoDB model declares them."""
+    schema = model._get_schema()
+    partition = _key(schema, schema["key_schema"], "HASH")
+    assert partition is not None
+    indexes = tuple(
+        IndexSpec(
+            name=gsi["index_name"],
+            partition=_key(schema, gsi["key_schema"], "HASH"),  # type: ignore[arg-type]
+            sort=_key(schema, gsi["key_schema"], "RANGE"),
+            projection=gsi["projection"]["ProjectionType"],
+        )
+        for gsi in sorted(schema.get("global_secondary_indexes", []), key=lambda g: g["index_name"])
+    )
+    construct_id = "".join(part.title() for part in settings_field.removesuffix("_table").split("_"))
+    return TableSpec(
+        construct_id=f"{construct_id}Table",
+        settings_field=settings_field,
+        partition=partition,
+        sort=_key(schema, schema["key_schema"], "RANGE"),
+        indexes=indexes,
+    )
+
+
+TABLES: tuple[TableSpec, ...] = tuple(table_spec(f, m) for f, m in TABLE_MODELS.items())
+
+
+# ---------------------------------------------------------------- buckets
+@dataclass(frozen=True)
+class BucketSpec:
+    construct_id: str
+    settings_field: str
+    # Browsers upload straight to this bucket with presigned POSTs and multipart PUTs.
+    browser_upload: bool
+
+
+BUCKETS: tuple[BucketSpec, ...] = (
+    BucketSpec("OriginalsBucket", "originals_bucket", browser_upload=True),
+    BucketSpec("DerivedBucket", "derived_bucket", browser_upload=False),
+)
+
+
+# ---------------------------------------------------------------- functions
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str  # the folder under functions/
+    entry: str  # module:callable
+    settings: type[AwsSettings]
+    memory_mb: int
+    timeout_seconds: int
+    description: str
+
+    @property
+    def handler(self) -> str:
+        """Lambda's dotted handler string."""
+        module, func = self.entry.split(":")
+        return f"{module}.{func}"
+
+
+FUNCTIONS: tuple[FunctionSpec, ...] = (
+    FunctionSpec(
+        name="upload_url",
+        entry="functions.upload_url.handler:lambda_handler",
+        settings=ApiSettings,
+        memory_mb=512,
+        timeout_seconds=15,
+        description="Imaging API: upload targets, batches, records",
+    ),
+    FunctionSpec(
+        name="process_image",
+        entry="functions.process_image.handler:lambda_handler",
+        settings=ConsumerSettings,
+        memory_mb=1769,  # one full vCPU; see README, "Lambda sizing"
+        timeout_seconds=120,
+        description="Intake consumer: receives, validates and processes originals",
+    ),
+)
+
+
+def function(name: str) -> FunctionSpec:
+    return next(f for f in FUNCTIONS if f.name == name)
+
+
+# ---------------------------------------------------------------- queues
+@dataclass(frozen=True)
+class QueueSpec:
+    construct_id: str
+    consumer: str  # a FunctionSpec name
+    bucket_field: str  # the bucket whose ObjectCreated events feed it
+    prefix: str
+    batch_size: int
+    max_receive_count: int
+    # AWS advises a visibility timeout of at least six times the consumer's timeout.
+    visibility_timeout_seconds: int = field(default=0)
+
+    def visibility_timeout(self) -> int:
+        return self.visibility_timeout_seconds or 6 * function(self.consumer).timeout_seconds
+
+
+QUEUES: tuple[QueueSpec, ...] = (
+    QueueSpec(
+        construct_id="Intake",
+        consumer="process_image",
+        bucket_field="originals_bucket",
+        prefix=INTAKE_PREFIX,
+        batch_size=10,
+        max_receive_count=5,
+    ),
+)
+
+
+# ---------------------------------------------------------------- API
+API_BASE = "/api/imaging"
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    method: Literal["GET", "POST", "PUT", "DELETE"]
+    path: str  # API Gateway style: /api/imaging/images/{id}
+    function: str  # a FunctionSpec name
+
+
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("POST", f"{API_BASE}/upload", "upload_url"),
+    RouteSpec("GET", f"{API_BASE}/images/{{id}}", "upload_url"),
+)
+
+
+def settings_env(settings: type[AwsSettings], values: dict[str, str]) -> dict[str, str]:
+    """The environment a function needs: every field of its settings that `values` names.
+
+    Raises KeyError for a resource field with no value, so no function is deployed
+    or started without, say, its table.
+    """
+    env: dict[str, str] = {}
+    for name, info in settings.model_fields.items():
+        if name in ("region", "endpoint_url"):
+            continue
+        if name in values:
+            env[f"ORCA_{name.upper()}"] = values[name]
+        elif info.is_required():
+            raise KeyError(f"no value for required setting {name}")
+    return env
+
+
+SETTINGS_WITH_RESOURCES = (ApiSettings, ConsumerSettings)
+
+
+# ---------------------------------------------------------------- schedules
+@dataclass(frozen=True)
+class ScheduleSpec:
+    construct_id: str
+    function: str  # a FunctionSpec name
+    rate_seconds: int
+
+
+SCHEDULES: tuple[ScheduleSpec, ...] = ()

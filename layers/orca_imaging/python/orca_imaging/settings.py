@@ -1,0 +1,71 @@
+"""Typed settings, one model per entry point, validated at start.
+
+Resource names have no default: a function deployed without its table or bucket fails at
+import with a `ConfigurationError` naming the variable, instead of writing somewhere else.
+Limits and tunables do have defaults, documented in the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orca_imaging.errors import ConfigurationError
+
+
+class AwsSettings(BaseSettings):
+    """Where the AWS APIs are. `endpoint_url` is set only by the embedded local stack."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCA_", extra="ignore", frozen=True)
+
+    region: str = Field(validation_alias="AWS_REGION")
+    endpoint_url: str | None = None
+
+
+class TableSettings(AwsSettings):
+    images_table: str
+    audit_table: str
+
+
+class StorageSettings(TableSettings):
+    originals_bucket: str
+    derived_bucket: str
+    kms_key_id: str
+
+
+class ApiSettings(StorageSettings):
+    """The upload_url function."""
+
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
+    # Time to upload = fixed allowance + size / slowest link we plan for.
+    upload_ttl_base_seconds: int = Field(default=300, gt=0)
+    upload_min_bytes_per_second: int = Field(default=256 * 1024, gt=0)
+    upload_ttl_max_seconds: int = Field(default=12 * 3600, gt=0)
+    view_url_ttl_seconds: int = Field(default=300, gt=0, le=3600)
+
+
+class ConsumerSettings(StorageSettings):
+    """The SQS consumers."""
+
+    event_bus_name: str
+
+
+SettingsT = TypeVar("SettingsT", bound=AwsSettings)
+
+
+@cache
+def load(settings_type: type[SettingsT]) -> SettingsT:
+    """Build and validate one settings model from the environment, once per process."""
+    try:
+        return settings_type()
+    except ValidationError as e:
+        missing = sorted(
+            "ORCA_" + str(err["loc"][0]).upper() if err["loc"][0] != "AWS_REGION" else "AWS_REGION"
+            for err in e.errors()
+        )
+        raise ConfigurationError(
+            f"invalid or missing settings for {settings_type.__name__}: {', '.join(missing)}"
+        ) from e
