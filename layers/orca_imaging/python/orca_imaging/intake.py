@@ -117,6 +117,12 @@ def _new_record(ref_clinic: str, ref_image: str, key: str, stored: StoredObject)
     )
 
 
+def upload_correlation_id(stored: StoredObject, fallback: str | None) -> str | None:
+    """The correlation id of the API request that issued the upload target, if any."""
+    value = stored.metadata.get("correlation")
+    return value if value and value != "none" else fallback
+
+
 def receive_original(obj: ObjectCreated, *, s3: S3Client, correlation_id: str | None) -> Received:
     """Move an image from PENDING_UPLOAD to PROCESSING with its true size, sha256 and type.
 
@@ -133,6 +139,8 @@ def receive_original(obj: ObjectCreated, *, s3: S3Client, correlation_id: str | 
 
     stored = read_object(s3, obj)
     sniffed = sniff(stored.head, stored.size)
+    correlation_id = upload_correlation_id(stored, correlation_id)
+    logger.set_correlation_id(correlation_id)
     if image is None:
         image = _new_record(ref.clinic_id, ref.image_id, obj.key, stored)
         try:

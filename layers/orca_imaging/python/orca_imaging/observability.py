@@ -6,6 +6,8 @@ identifiers. Metric names and dimensions are fixed strings: never put an id in a
 
 from __future__ import annotations
 
+import warnings
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 SERVICE = "orca-imaging"
@@ -14,3 +16,6 @@ METRICS_NAMESPACE = "Orca/Imaging"
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+
+# A read-only request publishes no metric; that is expected, not worth a warning per call.
+warnings.filterwarnings("ignore", message="No application metrics to publish")

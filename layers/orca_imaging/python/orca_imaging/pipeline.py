@@ -29,6 +29,7 @@ def process_original(
     settings: ConsumerSettings,
     message_id: str | None = None,
 ) -> Received:
+    logger.set_correlation_id(message_id)
     received = receive_original(created, s3=s3, correlation_id=message_id)
     image = received.image
     logger.append_keys(clinic_id=image.clinic_id, image_id=image.image_id)

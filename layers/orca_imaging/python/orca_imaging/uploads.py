@@ -164,7 +164,13 @@ def create_upload_target(
         size=request.size,
         content_type=request.content_type,
         kms_key_id=settings.kms_key_id,
-        metadata={"uploader": principal.user_id, "batch": batch_id or "none", "image": image_id},
+        metadata={
+            "uploader": principal.user_id,
+            "batch": batch_id or "none",
+            "image": image_id,
+            # Carried to the consumer so one id follows the file from request to record.
+            "correlation": correlation_id or "none",
+        },
         expires_in=expires_in,
     )
     return UploadTarget(

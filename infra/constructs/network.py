@@ -1,0 +1,86 @@
+"""The VPC the functions (and, later, the DICOM service) run in.
+
+Isolated subnets only: there is no route to the internet, so the functions' HTTPS egress
+can reach nothing but the gateway endpoints (S3, DynamoDB) and the interface endpoints.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.constructs.nag import acknowledge
+
+INTERFACE_ENDPOINTS = {
+    "Sqs": ec2.InterfaceVpcEndpointAwsService.SQS,
+    "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
+    "Events": ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE,
+    "StepFunctions": ec2.InterfaceVpcEndpointAwsService.STEP_FUNCTIONS,
+}
+
+
+class Network(Construct):
+    def __init__(
+        self, scope: Construct, construct_id: str, *, key: kms.IKey, log_retention: logs.RetentionDays
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.vpc = ec2.Vpc(
+            self,
+            "Vpc",
+            max_azs=2,
+            nat_gateways=0,
+            subnet_configuration=[
+                ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=22)
+            ],
+            gateway_endpoints={
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
+                "DynamoDb": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.DYNAMODB),
+            },
+        )
+        flow_logs = logs.LogGroup(
+            self, "FlowLogs", retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.RETAIN
+        )
+        self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
+
+        self.functions_security_group = ec2.SecurityGroup(
+            self,
+            "FunctionsSg",
+            vpc=self.vpc,
+            description="Imaging functions: HTTPS egress to AWS endpoints only",
+            allow_all_outbound=False,
+        )
+        self.functions_security_group.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS; isolated subnets route only to VPC endpoints"
+        )
+        endpoint_sg = ec2.SecurityGroup(
+            self,
+            "EndpointsSg",
+            vpc=self.vpc,
+            description="Interface endpoints: HTTPS from the functions",
+            allow_all_outbound=False,
+        )
+        endpoint_sg.add_ingress_rule(self.functions_security_group, ec2.Port.tcp(443), "HTTPS from functions")
+        why = "Ingress only from the functions' security group (a reference, not a CIDR), on 443."
+        acknowledge(
+            endpoint_sg,
+            {
+                "AwsSolutions-EC23": why,
+                "HIPAA.Security-EC2RestrictedCommonPorts": why,
+                "HIPAA.Security-EC2RestrictedSSH": why,
+            },
+        )
+        acknowledge(
+            self.vpc,
+            {
+                "HIPAA.Security-VPCDefaultSecurityGroupClosed": (
+                    "CDK strips the default security group's rules at deploy "
+                    "(@aws-cdk/aws-ec2:restrictDefaultSecurityGroup in cdk.json)."
+                ),
+                "HIPAA.Security-IAMNoInlinePolicy": "The flow-log role's own policy: write to its one log group.",
+            },
+        )
+        for name, service in INTERFACE_ENDPOINTS.items():
+            self.vpc.add_interface_endpoint(name, service=service, private_dns_enabled=True, security_groups=[endpoint_sg])

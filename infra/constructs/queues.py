@@ -1,0 +1,65 @@
+"""S3 ObjectCreated -> SQS (with a dead-letter queue) -> consumer, from `resources.QUEUES`."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.constructs.nag import acknowledge
+from orca_imaging.resources import QueueSpec
+
+
+class IntakeQueue(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        spec: QueueSpec,
+        bucket: s3.IBucket,
+        consumer: lambda_.IFunction,
+        key: kms.IKey,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+        )
+        acknowledge(self.dead_letters, {"AwsSolutions-SQS3": "This is the dead-letter queue."})
+        self.queue = sqs.Queue(
+            self,
+            "Queue",
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=key,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(spec.visibility_timeout()),
+            retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=spec.max_receive_count),
+        )
+        bucket.add_event_notification(
+            s3.EventType.OBJECT_CREATED, s3n.SqsDestination(self.queue), s3.NotificationKeyFilter(prefix=spec.prefix)
+        )
+        handler_policy = bucket.node.try_find_child("Notifications")
+        if handler_policy is not None:
+            acknowledge(
+                handler_policy,
+                {"HIPAA.Security-IAMNoInlinePolicy": "CDK's deploy-time policy to set this bucket's notifications."},
+            )
+        consumer.add_event_source(
+            sources.SqsEventSource(
+                self.queue,
+                batch_size=spec.batch_size,
+                max_batching_window=Duration.seconds(1),
+                report_batch_item_failures=True,
+            )
+        )

@@ -1,0 +1,58 @@
+"""Build the Lambda layer without Docker: manylinux wheels for the Lambda runtime, plus
+the domain package as is, into `build/layer/python` (what Lambda puts on sys.path).
+
+A stamp of the inputs' hash skips the rebuild when nothing changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUIREMENTS = ROOT / "requirements" / "runtime.txt"
+PACKAGE = ROOT / "layers" / "orca_imaging" / "python" / "orca_imaging"
+LAYER_DIR = ROOT / "build" / "layer"
+LAMBDA_PYTHON = "3.14"
+# Lambda's Python 3.12+ runtimes run on Amazon Linux 2023 (glibc 2.34).
+LAMBDA_PLATFORMS = ("manylinux_2_34_x86_64", "manylinux_2_28_x86_64", "manylinux2014_x86_64")
+
+
+def _inputs_hash() -> str:
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes())
+    digest.update(f"{LAMBDA_PYTHON}/{LAMBDA_PLATFORMS}".encode())
+    for path in sorted(PACKAGE.rglob("*.py")):
+        digest.update(path.relative_to(PACKAGE).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def build_layer(out_dir: Path = LAYER_DIR) -> Path:
+    """Return the layer folder, building it first if its inputs changed."""
+    stamp = out_dir / ".inputs-sha256"
+    wanted = _inputs_hash()
+    if stamp.exists() and stamp.read_text() == wanted:
+        return out_dir
+    site = out_dir / "python"
+    shutil.rmtree(out_dir, ignore_errors=True)
+    site.mkdir(parents=True)
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+            *(arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)),
+            "--implementation", "cp",
+            "--python-version", LAMBDA_PYTHON, "--only-binary=:all:",
+            "--target", str(site), "-r", str(REQUIREMENTS),
+        ],
+        check=True,
+    )
+    shutil.copytree(PACKAGE, site / "orca_imaging", ignore=shutil.ignore_patterns("__pycache__", "local"))
+    stamp.write_text(wanted)
+    return out_dir
+
+
+if __name__ == "__main__":
+    print(build_layer())

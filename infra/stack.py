@@ -1,0 +1,95 @@
+"""The imaging stack: every concern's construct, wired together."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.constructs.api import ImagingApi
+from infra.constructs.nag import acknowledge
+from infra.constructs.function import ImagingFunction, SharedLayer
+from infra.constructs.network import Network
+from infra.constructs.permissions import Permissions
+from infra.constructs.queues import IntakeQueue
+from infra.constructs.storage import Storage
+from infra.constructs.tables import Tables
+from orca_imaging.resources import FUNCTIONS, QUEUES
+
+
+class ImagingStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, layer_dir: Path, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        web_origins = self.node.try_get_context("webOrigins") or []
+        retention = logs.RetentionDays(self.node.try_get_context("logRetention") or "ONE_YEAR")
+
+        storage = Storage(self, "Storage", web_origins=web_origins)
+        key = storage.key
+        tables = Tables(self, "Tables", key=key)
+        network = Network(self, "Network", key=key, log_retention=retention)
+        bus = events.EventBus(self, "Events", event_bus_name=f"{construct_id}-imaging")
+        layer = SharedLayer(self, "Shared", layer_dir=layer_dir).layer
+
+        resource_values: dict[str, str] = {
+            **{field: table.table_name for field, table in tables.tables.items()},
+            **{field: bucket.bucket_name for field, bucket in storage.buckets.items()},
+            "kms_key_id": key.key_arn,
+            "event_bus_name": bus.event_bus_name,
+        }
+        functions = {
+            spec.name: ImagingFunction(
+                self,
+                "".join(part.title() for part in spec.name.split("_")),
+                spec=spec,
+                layer=layer,
+                resource_values=resource_values,
+                key=key,
+                vpc=network.vpc,
+                security_group=network.functions_security_group,
+                log_retention=retention,
+                reserved_concurrency=int(self.node.try_get_context("reservedConcurrency") or 20),
+            ).function
+            for spec in FUNCTIONS
+        }
+
+        permissions = Permissions(self, "Permissions", storage=storage, tables=tables)
+        permissions.grant_api(functions["upload_url"])
+        permissions.grant_intake(functions["process_image"])
+        bus.grant_put_events_to(functions["process_image"])
+
+        self.queues = {
+            spec.construct_id: IntakeQueue(
+                self,
+                spec.construct_id,
+                spec=spec,
+                bucket=storage.buckets[spec.bucket_field],
+                consumer=functions[spec.consumer],
+                key=storage.messages_key,
+            )
+            for spec in QUEUES
+        }
+        self.api = ImagingApi(
+            self,
+            "Api",
+            functions=functions,
+            key=key,
+            log_retention=retention,
+            throttle_rate=int(self.node.try_get_context("throttleRate") or 50),
+            throttle_burst=int(self.node.try_get_context("throttleBurst") or 100),
+        )
+        notifications = self.node.try_find_child("BucketNotificationsHandler050a0587b7544547bf325f094a3db834")
+        if notifications is not None:
+            acknowledge(
+                notifications,
+                {
+                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]": (
+                        "CDK's deploy-time handler that writes the bucket notification configuration."
+                    ),
+                    "HIPAA.Security-IAMNoInlinePolicy": "CDK's deploy-time bucket-notification handler.",
+                },
+            )
+        self.storage, self.tables, self.network, self.functions, self.bus = storage, tables, network, functions, bus
