@@ -8,8 +8,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from orca_imaging.resources import FunctionSpec
+
 from orca_imaging.observability import logger
 from orca_imaging.resources import ScheduleSpec, function
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 if TYPE_CHECKING:
     from orca_imaging.local.lambda_runtime import FunctionHost
@@ -30,8 +35,15 @@ def scheduled_event(schedule: ScheduleSpec, region: str) -> dict[str, Any]:
 
 
 class Scheduler:
-    def __init__(self, host: FunctionHost, schedules: tuple[ScheduleSpec, ...], region: str) -> None:
+    def __init__(
+        self,
+        host: FunctionHost,
+        schedules: tuple[ScheduleSpec, ...],
+        region: str,
+        resolve: Callable[[str], FunctionSpec] = function,
+    ) -> None:
         self._host = host
+        self._resolve = resolve
         self._schedules = schedules
         self._region = region
         self._stop = threading.Event()
@@ -53,7 +65,7 @@ class Scheduler:
     def _run(self, schedule: ScheduleSpec) -> None:
         while not self._stop.wait(schedule.rate_seconds):
             try:
-                self._host.invoke(function(schedule.function), scheduled_event(schedule, self._region))
+                self._host.invoke(self._resolve(schedule.function), scheduled_event(schedule, self._region))
             except Exception:  # a failed run is logged; the next tick tries again, as EventBridge would
                 logger.exception("scheduled run failed", extra={"schedule": schedule.construct_id})
             self.runs[schedule.construct_id] += 1

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from orca_imaging.auth import Role
+from orca_imaging.local.stack import LocalStack, LocalStackConfig
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    config = LocalStackConfig(state_dir=tmp_path_factory.mktemp("state"), visibility_timeout_seconds=2)
+    with LocalStack(config) as running:
+        yield running
+
+
+class ApiClient:
+    """A caller of the local API with one identity."""
+
+    def __init__(self, stack: LocalStack, clinic: str, role: Role, user: str = "usr_test") -> None:
+        self.stack = stack
+        self.base = f"{stack.api_url}/api/imaging"
+        self.headers = {"Authorization": f"Bearer {stack.token(clinic_id=clinic, roles=[role], user_id=user)}"}
+
+    def post(self, path: str, body: Any) -> requests.Response:
+        return requests.post(f"{self.base}{path}", json=body, headers=self.headers, timeout=30)
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(f"{self.base}{path}", headers=self.headers, timeout=30)
+
+    def upload(self, path: Path, *, patient: str = "pat_1", **extra: Any) -> dict[str, Any]:
+        """Request a target and POST the file to it, as a browser would."""
+        data = path.read_bytes()
+        response = self.post(
+            "/upload",
+            {"fileName": path.name, "size": len(data), "contentType": "image/jpeg", "patientId": patient, **extra},
+        )
+        assert response.status_code == 201, response.text
+        target: dict[str, Any] = response.json()
+        posted = requests.post(target["url"], data=target["fields"], files={"file": (path.name, data)}, timeout=30)
+        assert posted.status_code in (200, 201, 204), posted.text
+        return target
+
+    def wait_for_status(self, image_id: str, *statuses: str, timeout: float = 30) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            record: dict[str, Any] = self.get(f"/images/{image_id}").json()
+            return record if record.get("status") in statuses else None
+
+        result: dict[str, Any] = self.stack.wait_until(ready, timeout=timeout)
+        return result
+
+
+@pytest.fixture
+def doctor(stack: LocalStack) -> ApiClient:
+    return ApiClient(stack, "clinic-a", Role.DOCTOR)
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def s3_event(bucket: str, key: str, version_id: str | None) -> str:
+    """An S3 ObjectCreated notification body, as S3 (and moto) send it to SQS."""
+    obj: dict[str, Any] = {"key": key.replace("/", "%2F"), "size": 1}
+    if version_id:
+        obj["versionId"] = version_id
+    return json.dumps(
+        {"Records": [{"eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": bucket}, "object": obj}}]}
+    )

@@ -1,0 +1,114 @@
+"""The first real round trip: target, upload over HTTP, S3 -> SQS -> consumer, record."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import requests
+
+from orca_imaging import repository
+from orca_imaging.auth import Role
+from orca_imaging.local.stack import LocalStack
+from tests.conftest import CORPUS
+from tests.integration.conftest import ApiClient, s3_event, sha256_of
+
+PHOTO = CORPUS / "photos" / "Canon_40D.jpg"
+
+
+def test_an_uploaded_jpeg_is_received_with_its_true_size_and_hash(stack: LocalStack, doctor: ApiClient) -> None:
+    target = doctor.upload(PHOTO)
+    image_id = target["imageId"]
+    assert "clinic/clinic-a/original/" + image_id == target["fields"]["key"]
+
+    record = doctor.wait_for_status(image_id, "PROCESSING")
+    assert record["originalSize"] == PHOTO.stat().st_size
+    assert record["sha256"] == sha256_of(PHOTO)
+    assert record["mimeType"] == "image/jpeg" and record["fileType"] == "PHOTO"
+    assert record["filename"] == PHOTO.name and record["patientId"] == "pat_1"
+    assert record["objectVersion"]
+
+    # The original is in S3 byte for byte, and its view URL serves it.
+    assert requests.get(record["urls"]["original"], timeout=30).content == PHOTO.read_bytes()
+
+    trail = [e.action for e in repository.audit_trail("clinic-a", image_id)]
+    assert trail[:2] == ["UPLOAD_REQUESTED", "IMAGE_RECEIVED"]
+    assert "VIEW_URLS_ISSUED" in trail
+
+
+def test_the_request_correlation_id_follows_the_file(stack: LocalStack, doctor: ApiClient) -> None:
+    target = doctor.upload(PHOTO)
+    doctor.wait_for_status(target["imageId"], "PROCESSING")
+    events = repository.audit_trail("clinic-a", target["imageId"])
+    requested, received = events[0], events[1]
+    assert requested.correlation_id and requested.correlation_id == received.correlation_id
+
+
+def test_a_redelivered_event_changes_nothing(stack: LocalStack, doctor: ApiClient) -> None:
+    target = doctor.upload(PHOTO)
+    image_id = target["imageId"]
+    first = doctor.wait_for_status(image_id, "PROCESSING")
+    assert stack.resources is not None
+    queue_url = stack.resources.queue_urls["Intake"]
+    bucket = stack.resources.values["originals_bucket"]
+    body = s3_event(bucket, target["fields"]["key"], first["objectVersion"])
+    sqs = stack.sqs()
+    for _ in range(2):  # S3 may send one event as two messages
+        sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    stack.wait_until(lambda: _queue_drained(stack, queue_url), timeout=30)
+
+    after = repository.get_image("clinic-a", image_id)
+    assert after.updated_at.isoformat() == first["updatedAt"].replace("+0000", "+00:00")
+    received = [e for e in repository.audit_trail("clinic-a", image_id) if e.action == "IMAGE_RECEIVED"]
+    assert len(received) == 1
+
+
+def _queue_drained(stack: LocalStack, queue_url: str) -> bool:
+    attributes = stack.sqs().get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    time.sleep(0.5)
+    return all(int(v) == 0 for v in attributes.values())
+
+
+def test_a_checksum_mismatch_rejects_the_file_and_says_why(stack: LocalStack, doctor: ApiClient) -> None:
+    events = stack.client("events")
+    sqs = stack.sqs()
+    assert stack.resources is not None
+    bus = stack.resources.values["event_bus_name"]
+    watch = sqs.create_queue(QueueName="watch-rejected")["QueueUrl"]
+    watch_arn = sqs.get_queue_attributes(QueueUrl=watch, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="rejected", EventBusName=bus, EventPattern=json.dumps({"detail-type": ["ImageRejected"]}))
+    events.put_targets(Rule="rejected", EventBusName=bus, Targets=[{"Id": "q", "Arn": watch_arn}])
+
+    target = doctor.upload(PHOTO, sha256="0" * 64)
+    record = doctor.wait_for_status(target["imageId"], "REJECTED")
+    assert record["rejectCode"] == "checksum_mismatch"
+    assert record["sha256"] == sha256_of(PHOTO)
+
+    def rejected_event() -> dict[str, object] | None:
+        for message in sqs.receive_message(QueueUrl=watch, WaitTimeSeconds=1).get("Messages", []):
+            detail = json.loads(message["Body"])["detail"]
+            if detail["imageId"] == target["imageId"]:
+                return dict(detail)
+        return None
+
+    detail = stack.wait_until(rejected_event, timeout=20)
+    assert detail == {"clinicId": "clinic-a", "imageId": target["imageId"], "code": "checksum_mismatch"}
+
+
+def test_another_clinic_cannot_see_the_image(stack: LocalStack, doctor: ApiClient) -> None:
+    target = doctor.upload(PHOTO)
+    doctor.wait_for_status(target["imageId"], "PROCESSING")
+    outsider = ApiClient(stack, "clinic-b", Role.CLINIC_ADMIN)
+    hidden = outsider.get(f"/images/{target['imageId']}")
+    missing = outsider.get("/images/img_doesnotexist")
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json()["code"] == missing.json()["code"] == "not_found"
+    assert hidden.json()["message"] == missing.json()["message"]
+
+
+def test_api_gateway_answers_401_without_a_valid_token(stack: LocalStack) -> None:
+    url = f"{stack.api_url}/api/imaging/upload"
+    assert requests.post(url, json={}, timeout=10).status_code == 401
+    assert requests.post(url, json={}, headers={"Authorization": "Bearer forged"}, timeout=10).status_code == 401
