@@ -7,6 +7,7 @@ A stamp of the inputs' hash skips the rebuild when nothing changed.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,7 @@ def build_layer(out_dir: Path = LAYER_DIR) -> Path:
             "--target", str(site), "-r", str(REQUIREMENTS),
         ],
         check=True,
+        stderr=subprocess.DEVNULL if os.environ.get("CI") is None and not os.environ.get("ORCA_VERBOSE") else None,
     )
     shutil.copytree(PACKAGE, site / "orca_imaging", ignore=shutil.ignore_patterns("__pycache__", "local"))
     stamp.write_text(wanted)

@@ -1,0 +1,135 @@
+"""Template assertions on the properties that matter: keys, encryption, TLS, DLQ, PITR, auth."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from orca_imaging.models import TABLE_MODELS
+from orca_imaging.resources import QUEUES, ROUTES
+from tests.infra.conftest import Synth
+
+
+def _keys(keys: list[dict[str, str]]) -> list[tuple[str, str]]:
+    return sorted((k["AttributeName"], k["KeyType"]) for k in keys)
+
+
+@pytest.mark.parametrize("field", sorted(TABLE_MODELS))
+def test_each_cdk_table_has_the_pynamodb_models_keys_and_indexes(synth: Synth, field: str) -> None:
+    table = synth.json["Resources"][synth.logical_id(synth.stack.tables.tables[field])]["Properties"]
+    schema = TABLE_MODELS[field]._get_schema()
+    assert _keys(table["KeySchema"]) == _keys(schema["key_schema"])
+    assert sorted(map(tuple, (a.values() for a in table["AttributeDefinitions"]))) == sorted(
+        map(tuple, (a.values() for a in schema["attribute_definitions"]))
+    )
+    cdk_indexes = {i["IndexName"]: (_keys(i["KeySchema"]), i["Projection"]["ProjectionType"]) for i in table["GlobalSecondaryIndexes"]}
+    model_indexes = {
+        i["index_name"]: (_keys(i["key_schema"]), i["projection"]["ProjectionType"]) for i in schema["global_secondary_indexes"]
+    }
+    assert cdk_indexes == model_indexes
+
+
+def test_tables_are_kms_encrypted_with_pitr(synth: Synth) -> None:
+    tables = synth.resources("AWS::DynamoDB::Table")
+    assert len(tables) == len(TABLE_MODELS)
+    for table in tables.values():
+        props = table["Properties"]
+        assert props["SSESpecification"]["SSEEnabled"] is True and props["SSESpecification"]["SSEType"] == "KMS"
+        assert "KMSMasterKeyId" in props["SSESpecification"]
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
+def test_data_buckets_use_the_customer_key_block_public_access_and_are_versioned(synth: Synth) -> None:
+    key_id = synth.logical_id(synth.stack.storage.key)
+    for bucket in synth.stack.storage.buckets.values():
+        props = synth.json["Resources"][synth.logical_id(bucket)]["Properties"]
+        rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        assert rule["SSEAlgorithm"] == "aws:kms" and rule["KMSMasterKeyID"] == {"Fn::GetAtt": [key_id, "Arn"]}
+        assert props["VersioningConfiguration"]["Status"] == "Enabled"
+        assert all(props["PublicAccessBlockConfiguration"].values())
+        rules = {r.get("Id"): r for r in props["LifecycleConfiguration"]["Rules"]}
+        assert rules["AbortIncompleteMultipart"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 3
+    originals = synth.json["Resources"][synth.logical_id(synth.stack.storage.buckets["originals_bucket"])]["Properties"]
+    cors = originals["CorsConfiguration"]["CorsRules"][0]
+    assert {"POST", "PUT"} <= set(cors["AllowedMethods"]) and cors["ExposedHeaders"] == ["ETag"]
+    assert synth.stack.storage.key.node.default_child.enable_key_rotation is True  # type: ignore[union-attr]
+
+
+def test_every_bucket_denies_requests_without_tls(synth: Synth) -> None:
+    policies = synth.resources("AWS::S3::BucketPolicy")
+    assert len(policies) == len(synth.resources("AWS::S3::Bucket"))
+    for policy in policies.values():
+        denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+        assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
+
+
+def test_intake_queues_are_encrypted_and_dead_letter_after_max_receives(synth: Synth) -> None:
+    for spec in QUEUES:
+        construct = synth.stack.queues[spec.construct_id]
+        queue = synth.json["Resources"][synth.logical_id(construct.queue)]["Properties"]
+        dlq_id = synth.logical_id(construct.dead_letters)
+        assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}, "maxReceiveCount": spec.max_receive_count}
+        assert queue["KmsMasterKeyId"] and synth.json["Resources"][dlq_id]["Properties"]["KmsMasterKeyId"]
+        assert queue["VisibilityTimeout"] == spec.visibility_timeout()
+    mappings = synth.resources("AWS::Lambda::EventSourceMapping")
+    assert all(m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings.values())
+    notifications = next(iter(synth.resources("Custom::S3BucketNotifications").values()))["Properties"]
+    config = notifications["NotificationConfiguration"]["QueueConfigurations"][0]
+    assert config["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "clinic/"}]
+
+
+def test_every_api_method_requires_the_cognito_authorizer(synth: Synth) -> None:
+    methods = synth.resources("AWS::ApiGateway::Method")
+    assert len(methods) == len(ROUTES)
+    authorizers = synth.resources("AWS::ApiGateway::Authorizer")
+    assert [a["Properties"]["Type"] for a in authorizers.values()] == ["COGNITO_USER_POOLS"]
+    (authorizer_id,) = authorizers
+    for method in methods.values():
+        assert method["Properties"]["AuthorizationType"] == "COGNITO_USER_POOLS"
+        assert method["Properties"]["AuthorizerId"] == {"Ref": authorizer_id}
+    stage = next(iter(synth.resources("AWS::ApiGateway::Stage").values()))["Properties"]
+    settings = stage["MethodSettings"][0]
+    assert settings["ThrottlingRateLimit"] > 0 and settings["ThrottlingBurstLimit"] > 0
+    assert stage["TracingEnabled"] is True and "AccessLogSetting" in stage
+
+
+def test_functions_share_one_definition(synth: Synth) -> None:
+    functions = synth.resources("AWS::Lambda::Function")
+    ours = {k: f["Properties"] for k, f in functions.items() if f["Properties"].get("Handler", "").startswith("functions.")}
+    assert len(ours) == 2
+    for props in ours.values():
+        assert props["Runtime"] == "python3.14"
+        assert props["TracingConfig"] == {"Mode": "Active"}
+        assert props["LoggingConfig"]["LogFormat"] == "JSON"
+        assert len(props["Layers"]) == 1 and "VpcConfig" in props and "KmsKeyArn" in props
+
+
+def _statements(synth: Synth) -> list[dict[str, Any]]:
+    out = []
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        out += policy["Properties"]["PolicyDocument"]["Statement"]
+    return out
+
+
+def test_no_function_may_delete_or_overwrite_an_original(synth: Synth) -> None:
+    originals = synth.logical_id(synth.stack.storage.buckets["originals_bucket"])
+    for statement in _statements(synth):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        on_originals = [r for r in resources if originals in str(r)]
+        if not on_originals:
+            continue
+        assert not any(a.startswith("s3:DeleteObject") for a in actions)
+        if "s3:PutObject" in actions:
+            assert all("quarantine/" in str(r) or "api" in str(r).lower() for r in on_originals) or any(
+                "upload" in str(s).lower() for s in [statement.get("Sid", "")]
+            ) or _is_api_role(synth, statement)
+
+
+def _is_api_role(synth: Synth, statement: dict[str, Any]) -> bool:
+    api_role = synth.logical_id(synth.stack.functions["upload_url"].role)  # type: ignore[arg-type]
+    for policy in synth.resources("AWS::IAM::Policy").values():
+        if statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            return {"Ref": api_role} in policy["Properties"]["Roles"]
+    return False

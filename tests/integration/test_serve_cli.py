@@ -1,0 +1,59 @@
+"""`orca-imaging serve` as a user runs it: up, URLs printed, token works, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from orca_imaging.local.stack import free_port
+from tests.conftest import CORPUS
+
+BIN = Path(sys.executable).parent
+
+
+def test_serve_comes_up_serves_an_upload_and_stops_cleanly(tmp_path: Path) -> None:
+    api_port, moto_port = free_port(), free_port()
+    cli = [str(BIN / "orca-imaging"), "--state-dir", str(tmp_path)]
+    server = subprocess.Popen(
+        [*cli, "serve", "--port", str(api_port), "--moto-port", str(moto_port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 30  # the issue's bound for coming up
+        assert server.stdout is not None
+        while time.monotonic() < deadline:
+            line = server.stdout.readline()
+            lines.append(line)
+            if "Stop:" in line:
+                break
+        banner = "".join(lines)
+        assert re.search(r"local stack is up in [\d.]+ s", banner), banner
+        assert f"http://127.0.0.1:{api_port}/api/imaging" in banner
+        assert f"http://127.0.0.1:{moto_port}" in banner
+
+        token = subprocess.run(
+            [*cli, "token", "--role", "clinical_staff", "--clinic", "demo"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        photo = CORPUS / "photos" / "Nikon_D70.jpg"
+        response = requests.post(
+            f"http://127.0.0.1:{api_port}/api/imaging/upload",
+            json={"fileName": "x.jpg", "size": photo.stat().st_size, "contentType": "image/jpeg", "patientId": "p1"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert response.status_code == 201, response.text
+        assert requests.get(f"http://127.0.0.1:{api_port}/health", timeout=5).json() == {"status": "ok"}
+    finally:
+        server.send_signal(signal.SIGINT)
+        out, _ = server.communicate(timeout=30)
+    assert server.returncode == 0
+    assert out.rstrip().endswith("stopped")
