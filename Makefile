@@ -37,7 +37,7 @@ tools:
 layer: $(BIN)/.installed
 	$(BIN)/python -m infra.layer
 
-test: $(BIN)/.installed node_modules/.installed tools
+test: $(BIN)/.installed node_modules/.installed tools lint
 	$(BIN)/python -m pytest
 
 lint: $(BIN)/.installed

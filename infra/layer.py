@@ -42,14 +42,27 @@ def build_layer(out_dir: Path = LAYER_DIR) -> Path:
     site.mkdir(parents=True)
     subprocess.run(
         [
-            sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
             *(arg for platform in LAMBDA_PLATFORMS for arg in ("--platform", platform)),
-            "--implementation", "cp",
-            "--python-version", LAMBDA_PYTHON, "--only-binary=:all:",
-            "--target", str(site), "-r", str(REQUIREMENTS),
+            "--implementation",
+            "cp",
+            "--python-version",
+            LAMBDA_PYTHON,
+            "--only-binary=:all:",
+            "--target",
+            str(site),
+            "-r",
+            str(REQUIREMENTS),
         ],
         check=True,
-        stderr=subprocess.DEVNULL if os.environ.get("CI") is None and not os.environ.get("ORCA_VERBOSE") else None,
+        stderr=subprocess.DEVNULL
+        if os.environ.get("CI") is None and not os.environ.get("ORCA_VERBOSE")
+        else None,
     )
     shutil.copytree(PACKAGE, site / "orca_imaging", ignore=shutil.ignore_patterns("__pycache__", "local"))
     stamp.write_text(wanted)

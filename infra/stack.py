@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_cdk import Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_logs as logs
-from constructs import Construct
 
 from infra.constructs.api import ImagingApi
-from infra.constructs.nag import acknowledge
 from infra.constructs.function import ImagingFunction, SharedLayer
+from infra.constructs.nag import acknowledge, managed_policy_finding
 from infra.constructs.network import Network
 from infra.constructs.permissions import Permissions
 from infra.constructs.queues import IntakeQueue
 from infra.constructs.storage import Storage
 from infra.constructs.tables import Tables
 from orca_imaging.resources import FUNCTIONS, QUEUES
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from constructs import Construct
 
 
 class ImagingStack(Stack):
@@ -86,10 +89,16 @@ class ImagingStack(Stack):
             acknowledge(
                 notifications,
                 {
-                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]": (
+                    managed_policy_finding("service-role/AWSLambdaBasicExecutionRole"): (
                         "CDK's deploy-time handler that writes the bucket notification configuration."
                     ),
                     "HIPAA.Security-IAMNoInlinePolicy": "CDK's deploy-time bucket-notification handler.",
                 },
             )
-        self.storage, self.tables, self.network, self.functions, self.bus = storage, tables, network, functions, bus
+        self.storage, self.tables, self.network, self.functions, self.bus = (
+            storage,
+            tables,
+            network,
+            functions,
+            bus,
+        )

@@ -39,4 +39,6 @@ def handle_record(record: SQSRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return process_partial_response(event=event, record_handler=handle_record, processor=processor, context=context)
+    return process_partial_response(
+        event=event, record_handler=handle_record, processor=processor, context=context
+    )

@@ -16,7 +16,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as waf
 from constructs import Construct
 
-from infra.constructs.nag import acknowledge
+from infra.constructs.nag import acknowledge, managed_policy_finding
 from orca_imaging.auth import Role
 from orca_imaging.resources import ROUTES
 
@@ -42,7 +42,11 @@ class ImagingApi(Construct):
             mfa=cognito.Mfa.REQUIRED,
             mfa_second_factor=cognito.MfaSecondFactor(otp=True, sms=False),
             password_policy=cognito.PasswordPolicy(
-                min_length=12, require_digits=True, require_lowercase=True, require_uppercase=True, require_symbols=True
+                min_length=12,
+                require_digits=True,
+                require_lowercase=True,
+                require_uppercase=True,
+                require_symbols=True,
             ),
             feature_plan=cognito.FeaturePlan.PLUS,
             standard_threat_protection_mode=cognito.StandardThreatProtectionMode.FULL_FUNCTION,
@@ -51,11 +55,21 @@ class ImagingApi(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         for role in Role:
-            cognito.CfnUserPoolGroup(self, f"Group-{role.value}", user_pool_id=self.user_pool.user_pool_id, group_name=role.value)
-        self.client = self.user_pool.add_client("WebClient", auth_flows=cognito.AuthFlow(user_srp=True), generate_secret=False)
+            cognito.CfnUserPoolGroup(
+                self, f"Group-{role.value}", user_pool_id=self.user_pool.user_pool_id, group_name=role.value
+            )
+        self.client = self.user_pool.add_client(
+            "WebClient", auth_flows=cognito.AuthFlow(user_srp=True), generate_secret=False
+        )
         authorizer = apigw.CognitoUserPoolsAuthorizer(self, "Authorizer", cognito_user_pools=[self.user_pool])
 
-        access_logs = logs.LogGroup(self, "AccessLogs", retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.RETAIN)
+        access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            retention=log_retention,
+            encryption_key=key,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
         self.rest_api = apigw.RestApi(
             self,
             "Api",
@@ -73,12 +87,21 @@ class ImagingApi(Construct):
                 throttling_burst_limit=throttle_burst,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=False, http_method=True, ip=True, protocol=True, request_time=True,
-                    resource_path=True, response_length=True, status=True, user=True,
+                    caller=False,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
                 ),
             ),
         )
-        validator = self.rest_api.add_request_validator("Validator", validate_request_body=True, validate_request_parameters=True)
+        validator = self.rest_api.add_request_validator(
+            "Validator", validate_request_body=True, validate_request_parameters=True
+        )
         integrations = {name: apigw.LambdaIntegration(fn) for name, fn in functions.items()}
         for route in ROUTES:
             resource = self.rest_api.root.resource_for_path(route.path)
@@ -104,13 +127,17 @@ class ImagingApi(Construct):
                     priority=priority,
                     override_action=waf.CfnWebACL.OverrideActionProperty(none={}),
                     statement=waf.CfnWebACL.StatementProperty(
-                        managed_rule_group_statement=waf.CfnWebACL.ManagedRuleGroupStatementProperty(vendor_name="AWS", name=name)
+                        managed_rule_group_statement=waf.CfnWebACL.ManagedRuleGroupStatementProperty(
+                            vendor_name="AWS", name=name
+                        )
                     ),
                     visibility_config=waf.CfnWebACL.VisibilityConfigProperty(
                         cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=False
                     ),
                 )
-                for priority, name in enumerate(["AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"])
+                for priority, name in enumerate(
+                    ["AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"]
+                )
             ],
         )
         # WAF only delivers to log groups whose name starts with "aws-waf-logs-".
@@ -123,9 +150,17 @@ class ImagingApi(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
         waf.CfnLoggingConfiguration(
-            self, "FirewallLogging", resource_arn=acl.attr_arn, log_destination_configs=[firewall_logs.log_group_arn]
+            self,
+            "FirewallLogging",
+            resource_arn=acl.attr_arn,
+            log_destination_configs=[firewall_logs.log_group_arn],
         )
-        waf.CfnWebACLAssociation(self, "FirewallAssociation", resource_arn=self.rest_api.deployment_stage.stage_arn, web_acl_arn=acl.attr_arn)
+        waf.CfnWebACLAssociation(
+            self,
+            "FirewallAssociation",
+            resource_arn=self.rest_api.deployment_stage.stage_arn,
+            web_acl_arn=acl.attr_arn,
+        )
 
         acknowledge(
             self.rest_api.deployment_stage,
@@ -141,7 +176,7 @@ class ImagingApi(Construct):
         acknowledge(
             self.rest_api,
             {
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]": (
+                managed_policy_finding("service-role/AmazonAPIGatewayPushToCloudWatchLogs"): (
                     "API Gateway's account-level logging role; the managed policy only writes logs."
                 ),
             },

@@ -12,7 +12,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from infra.constructs.nag import acknowledge
+from infra.constructs.nag import acknowledge, managed_policy_finding
 from orca_imaging.observability import METRICS_NAMESPACE, SERVICE
 from orca_imaging.resources import FunctionSpec, settings_env
 
@@ -61,7 +61,14 @@ class ImagingFunction(Construct):
             # Only this function's folder (plus the package marker) ships; the rest is the layer.
             code=lambda_.Code.from_asset(
                 str(ROOT),
-                exclude=["*", ".*", "!functions", "!functions/__init__.py", f"!functions/{spec.name}", f"!functions/{spec.name}/*.py"],
+                exclude=[
+                    "*",
+                    ".*",
+                    "!functions",
+                    "!functions/__init__.py",
+                    f"!functions/{spec.name}",
+                    f"!functions/{spec.name}/*.py",
+                ],
             ),
             layers=[layer],
             memory_size=spec.memory_mb,
@@ -89,10 +96,10 @@ class ImagingFunction(Construct):
                     "Never invoked asynchronously: API Gateway calls it synchronously and SQS event "
                     "sources keep failed messages in their own dead-letter queue."
                 ),
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]": (
+                managed_policy_finding("service-role/AWSLambdaBasicExecutionRole"): (
                     "The AWS-managed basic execution role only allows writing this function's logs."
                 ),
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaVPCAccessExecutionRole]": (
+                managed_policy_finding("service-role/AWSLambdaVPCAccessExecutionRole"): (
                     "The AWS-managed VPC access role only manages the function's network interfaces."
                 ),
             },

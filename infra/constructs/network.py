@@ -33,7 +33,9 @@ class Network(Construct):
             max_azs=2,
             nat_gateways=0,
             subnet_configuration=[
-                ec2.SubnetConfiguration(name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=22)
+                ec2.SubnetConfiguration(
+                    name="private", subnet_type=ec2.SubnetType.PRIVATE_ISOLATED, cidr_mask=22
+                )
             ],
             gateway_endpoints={
                 "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3),
@@ -79,8 +81,12 @@ class Network(Construct):
                     "CDK strips the default security group's rules at deploy "
                     "(@aws-cdk/aws-ec2:restrictDefaultSecurityGroup in cdk.json)."
                 ),
-                "HIPAA.Security-IAMNoInlinePolicy": "The flow-log role's own policy: write to its one log group.",
+                "HIPAA.Security-IAMNoInlinePolicy": (
+                    "The flow-log role's own policy: it writes to one log group."
+                ),
             },
         )
         for name, service in INTERFACE_ENDPOINTS.items():
-            self.vpc.add_interface_endpoint(name, service=service, private_dns_enabled=True, security_groups=[endpoint_sg])
+            self.vpc.add_interface_endpoint(
+                name, service=service, private_dns_enabled=True, security_groups=[endpoint_sg]
+            )

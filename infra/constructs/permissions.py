@@ -7,15 +7,19 @@ What wildcards remain are resource paths inside one bucket or one table's indexe
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.constructs.nag import acknowledge
-from infra.constructs.storage import Storage
-from infra.constructs.tables import Tables
 from orca_imaging.keys import QUARANTINE_PREFIX
+
+if TYPE_CHECKING:
+    from infra.constructs.storage import Storage
+    from infra.constructs.tables import Tables
 
 TABLE_ACTIONS = [
     "dynamodb:GetItem",
@@ -39,11 +43,15 @@ class Permissions(Construct):
     def _logical_id(self, construct: Construct) -> str:
         return str(self._stack.resolve(self._stack.get_logical_id(construct.node.default_child)))  # type: ignore[arg-type]
 
-    def _grant(self, fn: lambda_.Function, statements: list[iam.PolicyStatement], reasons: dict[str, str]) -> None:
+    def _grant(
+        self, fn: lambda_.Function, statements: list[iam.PolicyStatement], reasons: dict[str, str]
+    ) -> None:
         for statement in statements:
             fn.add_to_role_policy(statement)
         for table in self._tables.tables.values():
-            reasons[f"Resource::<{self._logical_id(table)}.Arn>/index/*"] = "Queries on this table's own indexes."
+            reasons[f"Resource::<{self._logical_id(table)}.Arn>/index/*"] = (
+                "Queries on this table's own indexes."
+            )
         reasons["Resource::*"] = "X-Ray accepts trace segments only on resource '*'."
         policy = fn.role.node.try_find_child("DefaultPolicy") if fn.role else None
         assert policy is not None
@@ -69,7 +77,10 @@ class Permissions(Construct):
 
     def _object_reason(self, field: str) -> tuple[str, str]:
         bucket = self._storage.buckets[field]
-        return f"Resource::<{self._logical_id(bucket)}.Arn>/*", "Objects in this one bucket; keys are per clinic and image."
+        return (
+            f"Resource::<{self._logical_id(bucket)}.Arn>/*",
+            "Objects in this one bucket; keys are per clinic and image.",
+        )
 
     def grant_api(self, fn: lambda_.Function) -> None:
         """Signs presigned POSTs (PutObject) and view URLs (GetObject); never deletes."""
@@ -89,6 +100,7 @@ class Permissions(Construct):
 
     def grant_intake(self, fn: lambda_.Function) -> None:
         """Reads originals and writes quarantine copies and tags; owns the derived objects."""
+        originals_id = self._logical_id(self._storage.buckets["originals_bucket"])
         self._grant(
             fn,
             [
@@ -100,7 +112,9 @@ class Permissions(Construct):
                 # Writes only under the quarantine prefix: an original is never replaced.
                 iam.PolicyStatement(
                     actions=["s3:PutObject"],
-                    resources=[self._storage.buckets["originals_bucket"].arn_for_objects(f"{QUARANTINE_PREFIX}*")],
+                    resources=[
+                        self._storage.buckets["originals_bucket"].arn_for_objects(f"{QUARANTINE_PREFIX}*")
+                    ],
                 ),
                 iam.PolicyStatement(
                     actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
@@ -110,7 +124,7 @@ class Permissions(Construct):
             ],
             {
                 **dict([self._object_reason("originals_bucket"), self._object_reason("derived_bucket")]),
-                f"Resource::<{self._logical_id(self._storage.buckets['originals_bucket'])}.Arn>/{QUARANTINE_PREFIX}*": (
+                f"Resource::<{originals_id}.Arn>/{QUARANTINE_PREFIX}*": (
                     "Quarantine copies of rejected files, under their own prefix."
                 ),
             },

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_cdk import Duration
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -12,7 +14,9 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs.nag import acknowledge
-from orca_imaging.resources import QueueSpec
+
+if TYPE_CHECKING:
+    from orca_imaging.resources import QueueSpec
 
 
 class IntakeQueue(Construct):
@@ -44,16 +48,24 @@ class IntakeQueue(Construct):
             enforce_ssl=True,
             visibility_timeout=Duration.seconds(spec.visibility_timeout()),
             retention_period=Duration.days(4),
-            dead_letter_queue=sqs.DeadLetterQueue(queue=self.dead_letters, max_receive_count=spec.max_receive_count),
+            dead_letter_queue=sqs.DeadLetterQueue(
+                queue=self.dead_letters, max_receive_count=spec.max_receive_count
+            ),
         )
         bucket.add_event_notification(
-            s3.EventType.OBJECT_CREATED, s3n.SqsDestination(self.queue), s3.NotificationKeyFilter(prefix=spec.prefix)
+            s3.EventType.OBJECT_CREATED,
+            s3n.SqsDestination(self.queue),
+            s3.NotificationKeyFilter(prefix=spec.prefix),
         )
         handler_policy = bucket.node.try_find_child("Notifications")
         if handler_policy is not None:
             acknowledge(
                 handler_policy,
-                {"HIPAA.Security-IAMNoInlinePolicy": "CDK's deploy-time policy to set this bucket's notifications."},
+                {
+                    "HIPAA.Security-IAMNoInlinePolicy": (
+                        "CDK's deploy-time policy to set this bucket's notifications."
+                    )
+                },
             )
         consumer.add_event_source(
             sources.SqsEventSource(

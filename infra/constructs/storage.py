@@ -43,15 +43,23 @@ class Storage(Construct):
             versioned=True,
             object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
             removal_policy=RemovalPolicy.RETAIN,
-            lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(400), noncurrent_version_expiration=Duration.days(30))],
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    expiration=Duration.days(400), noncurrent_version_expiration=Duration.days(30)
+                )
+            ],
         )
         acknowledge(
             self.access_logs,
             {
                 "AwsSolutions-S1": "This is the access-log bucket; logging it to itself would loop.",
                 "HIPAA.Security-S3BucketLoggingEnabled": "This is the access-log bucket itself.",
-                "HIPAA.Security-S3DefaultEncryptionKMS": "S3 delivers server access logs only to SSE-S3 buckets.",
-                "HIPAA.Security-S3BucketReplicationEnabled": "Access logs are not replicated; see README, deployment.",
+                "HIPAA.Security-S3DefaultEncryptionKMS": (
+                    "S3 delivers server access logs only to SSE-S3 buckets."
+                ),
+                "HIPAA.Security-S3BucketReplicationEnabled": (
+                    "Access logs are not replicated; see the README's deployment notes."
+                ),
             },
         )
         self.buckets: dict[str, s3.Bucket] = {}
@@ -70,7 +78,10 @@ class Storage(Construct):
                 removal_policy=RemovalPolicy.RETAIN,
                 cors=[self._browser_cors(web_origins)] if spec.browser_upload else None,
                 lifecycle_rules=[
-                    s3.LifecycleRule(id="AbortIncompleteMultipart", abort_incomplete_multipart_upload_after=Duration.days(3)),
+                    s3.LifecycleRule(
+                        id="AbortIncompleteMultipart",
+                        abort_incomplete_multipart_upload_after=Duration.days(3),
+                    ),
                     s3.LifecycleRule(
                         id="ExpireAbandonedUploads",
                         tag_filters=dict([ABANDONED_TAG]),
@@ -92,7 +103,12 @@ class Storage(Construct):
     @staticmethod
     def _browser_cors(origins: list[str]) -> s3.CorsRule:
         return s3.CorsRule(
-            allowed_methods=[s3.HttpMethods.POST, s3.HttpMethods.PUT, s3.HttpMethods.GET, s3.HttpMethods.HEAD],
+            allowed_methods=[
+                s3.HttpMethods.POST,
+                s3.HttpMethods.PUT,
+                s3.HttpMethods.GET,
+                s3.HttpMethods.HEAD,
+            ],
             allowed_origins=origins,
             allowed_headers=["*"],
             exposed_headers=["ETag"],

@@ -8,11 +8,14 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from infra.constructs.nag import acknowledge
-
+from infra.constructs.nag import acknowledge, managed_policy_finding
 from orca_imaging.resources import TABLES, KeyAttribute
 
-_TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER, "B": dynamodb.AttributeType.BINARY}
+_TYPES = {
+    "S": dynamodb.AttributeType.STRING,
+    "N": dynamodb.AttributeType.NUMBER,
+    "B": dynamodb.AttributeType.BINARY,
+}
 _PROJECTIONS = {"ALL": dynamodb.ProjectionType.ALL, "KEYS_ONLY": dynamodb.ProjectionType.KEYS_ONLY}
 
 
@@ -56,7 +59,7 @@ class Tables(Construct):
         acknowledge(
             selection,
             {
-                "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup]": (
+                managed_policy_finding("service-role/AWSBackupServiceRolePolicyForBackup"): (
                     "AWS Backup's own service role policy, required for it to snapshot the tables."
                 )
             },

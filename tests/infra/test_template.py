@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from orca_imaging.models import TABLE_MODELS
 from orca_imaging.resources import QUEUES, ROUTES
-from tests.infra.conftest import Synth
+
+if TYPE_CHECKING:
+    from tests.infra.conftest import Synth
 
 
 def _keys(keys: list[dict[str, str]]) -> list[tuple[str, str]]:
@@ -23,9 +25,13 @@ def test_each_cdk_table_has_the_pynamodb_models_keys_and_indexes(synth: Synth, f
     assert sorted(map(tuple, (a.values() for a in table["AttributeDefinitions"]))) == sorted(
         map(tuple, (a.values() for a in schema["attribute_definitions"]))
     )
-    cdk_indexes = {i["IndexName"]: (_keys(i["KeySchema"]), i["Projection"]["ProjectionType"]) for i in table["GlobalSecondaryIndexes"]}
+    cdk_indexes = {
+        i["IndexName"]: (_keys(i["KeySchema"]), i["Projection"]["ProjectionType"])
+        for i in table["GlobalSecondaryIndexes"]
+    }
     model_indexes = {
-        i["index_name"]: (_keys(i["key_schema"]), i["projection"]["ProjectionType"]) for i in schema["global_secondary_indexes"]
+        i["index_name"]: (_keys(i["key_schema"]), i["projection"]["ProjectionType"])
+        for i in schema["global_secondary_indexes"]
     }
     assert cdk_indexes == model_indexes
 
@@ -35,7 +41,9 @@ def test_tables_are_kms_encrypted_with_pitr(synth: Synth) -> None:
     assert len(tables) == len(TABLE_MODELS)
     for table in tables.values():
         props = table["Properties"]
-        assert props["SSESpecification"]["SSEEnabled"] is True and props["SSESpecification"]["SSEType"] == "KMS"
+        assert (
+            props["SSESpecification"]["SSEEnabled"] is True and props["SSESpecification"]["SSEType"] == "KMS"
+        )
         assert "KMSMasterKeyId" in props["SSESpecification"]
         assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
 
@@ -44,13 +52,17 @@ def test_data_buckets_use_the_customer_key_block_public_access_and_are_versioned
     key_id = synth.logical_id(synth.stack.storage.key)
     for bucket in synth.stack.storage.buckets.values():
         props = synth.json["Resources"][synth.logical_id(bucket)]["Properties"]
-        rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+        rule = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+            "ServerSideEncryptionByDefault"
+        ]
         assert rule["SSEAlgorithm"] == "aws:kms" and rule["KMSMasterKeyID"] == {"Fn::GetAtt": [key_id, "Arn"]}
         assert props["VersioningConfiguration"]["Status"] == "Enabled"
         assert all(props["PublicAccessBlockConfiguration"].values())
         rules = {r.get("Id"): r for r in props["LifecycleConfiguration"]["Rules"]}
         assert rules["AbortIncompleteMultipart"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] == 3
-    originals = synth.json["Resources"][synth.logical_id(synth.stack.storage.buckets["originals_bucket"])]["Properties"]
+    originals = synth.json["Resources"][synth.logical_id(synth.stack.storage.buckets["originals_bucket"])][
+        "Properties"
+    ]
     cors = originals["CorsConfiguration"]["CorsRules"][0]
     assert {"POST", "PUT"} <= set(cors["AllowedMethods"]) and cors["ExposedHeaders"] == ["ETag"]
     assert synth.stack.storage.key.node.default_child.enable_key_rotation is True  # type: ignore[union-attr]
@@ -69,11 +81,16 @@ def test_intake_queues_are_encrypted_and_dead_letter_after_max_receives(synth: S
         construct = synth.stack.queues[spec.construct_id]
         queue = synth.json["Resources"][synth.logical_id(construct.queue)]["Properties"]
         dlq_id = synth.logical_id(construct.dead_letters)
-        assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]}, "maxReceiveCount": spec.max_receive_count}
+        assert queue["RedrivePolicy"] == {
+            "deadLetterTargetArn": {"Fn::GetAtt": [dlq_id, "Arn"]},
+            "maxReceiveCount": spec.max_receive_count,
+        }
         assert queue["KmsMasterKeyId"] and synth.json["Resources"][dlq_id]["Properties"]["KmsMasterKeyId"]
         assert queue["VisibilityTimeout"] == spec.visibility_timeout()
     mappings = synth.resources("AWS::Lambda::EventSourceMapping")
-    assert all(m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings.values())
+    assert all(
+        m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings.values()
+    )
     notifications = next(iter(synth.resources("Custom::S3BucketNotifications").values()))["Properties"]
     config = notifications["NotificationConfiguration"]["QueueConfigurations"][0]
     assert config["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "clinic/"}]
@@ -96,7 +113,11 @@ def test_every_api_method_requires_the_cognito_authorizer(synth: Synth) -> None:
 
 def test_functions_share_one_definition(synth: Synth) -> None:
     functions = synth.resources("AWS::Lambda::Function")
-    ours = {k: f["Properties"] for k, f in functions.items() if f["Properties"].get("Handler", "").startswith("functions.")}
+    ours = {
+        k: f["Properties"]
+        for k, f in functions.items()
+        if f["Properties"].get("Handler", "").startswith("functions.")
+    }
     assert len(ours) == 2
     for props in ours.values():
         assert props["Runtime"] == "python3.14"
@@ -116,15 +137,19 @@ def test_no_function_may_delete_or_overwrite_an_original(synth: Synth) -> None:
     originals = synth.logical_id(synth.stack.storage.buckets["originals_bucket"])
     for statement in _statements(synth):
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
         on_originals = [r for r in resources if originals in str(r)]
         if not on_originals:
             continue
         assert not any(a.startswith("s3:DeleteObject") for a in actions)
         if "s3:PutObject" in actions:
-            assert all("quarantine/" in str(r) or "api" in str(r).lower() for r in on_originals) or any(
-                "upload" in str(s).lower() for s in [statement.get("Sid", "")]
-            ) or _is_api_role(synth, statement)
+            assert (
+                all("quarantine/" in str(r) or "api" in str(r).lower() for r in on_originals)
+                or any("upload" in str(s).lower() for s in [statement.get("Sid", "")])
+                or _is_api_role(synth, statement)
+            )
 
 
 def _is_api_role(synth: Synth, statement: dict[str, Any]) -> bool:

@@ -2,15 +2,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
 from orca_imaging.auth import Role
 from orca_imaging.local.stack import LocalStack, LocalStackConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 
 @pytest.fixture(scope="session")
@@ -26,7 +28,9 @@ class ApiClient:
     def __init__(self, stack: LocalStack, clinic: str, role: Role, user: str = "usr_test") -> None:
         self.stack = stack
         self.base = f"{stack.api_url}/api/imaging"
-        self.headers = {"Authorization": f"Bearer {stack.token(clinic_id=clinic, roles=[role], user_id=user)}"}
+        self.headers = {
+            "Authorization": f"Bearer {stack.token(clinic_id=clinic, roles=[role], user_id=user)}"
+        }
 
     def post(self, path: str, body: Any) -> requests.Response:
         return requests.post(f"{self.base}{path}", json=body, headers=self.headers, timeout=30)
@@ -39,11 +43,19 @@ class ApiClient:
         data = path.read_bytes()
         response = self.post(
             "/upload",
-            {"fileName": path.name, "size": len(data), "contentType": "image/jpeg", "patientId": patient, **extra},
+            {
+                "fileName": path.name,
+                "size": len(data),
+                "contentType": "image/jpeg",
+                "patientId": patient,
+                **extra,
+            },
         )
         assert response.status_code == 201, response.text
         target: dict[str, Any] = response.json()
-        posted = requests.post(target["url"], data=target["fields"], files={"file": (path.name, data)}, timeout=30)
+        posted = requests.post(
+            target["url"], data=target["fields"], files={"file": (path.name, data)}, timeout=30
+        )
         assert posted.status_code in (200, 201, 204), posted.text
         return target
 

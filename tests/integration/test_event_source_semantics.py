@@ -15,7 +15,9 @@ from orca_imaging.resources import FunctionSpec, ScheduleSpec
 from orca_imaging.settings import AwsSettings
 from tests.integration import pump_consumer
 
-CONSUMER = FunctionSpec("pump_consumer", "tests.integration.pump_consumer:consume", AwsSettings, 128, 10, "test")
+CONSUMER = FunctionSpec(
+    "pump_consumer", "tests.integration.pump_consumer:consume", AwsSettings, 128, 10, "test"
+)
 TICK = FunctionSpec("tick", "tests.integration.pump_consumer:tick", AwsSettings, 128, 10, "test")
 
 
@@ -39,8 +41,14 @@ def queue(stack: LocalStack, request: pytest.FixtureRequest) -> tuple[str, str, 
 
 def pump(stack: LocalStack, url: str, arn: str, batch_size: int) -> SqsPump:
     return SqsPump(
-        sqs=stack.sqs(), host=FunctionHost(), function=CONSUMER, queue_url=url, queue_arn=arn,
-        region=REGION, batch_size=batch_size, wait_seconds=0,
+        sqs=stack.sqs(),
+        host=FunctionHost(),
+        function=CONSUMER,
+        queue_url=url,
+        queue_arn=arn,
+        region=REGION,
+        batch_size=batch_size,
+        wait_seconds=0,
     )
 
 
@@ -58,9 +66,11 @@ def bodies(stack: LocalStack, url: str) -> list[str]:
     return out
 
 
-def test_batches_respect_the_batch_size_and_successes_are_deleted(stack: LocalStack, queue: tuple[str, str, str]) -> None:
+def test_batches_respect_the_batch_size_and_successes_are_deleted(
+    stack: LocalStack, queue: tuple[str, str, str]
+) -> None:
     url, arn, dlq = queue
-    for i in range(7):
+    for _i in range(7):
         stack.sqs().send_message(QueueUrl=url, MessageBody="ok")
     drain(pump(stack, url, arn, batch_size=3), 3)
     assert sum(len(b) for b in pump_consumer.SEEN) == 7
@@ -68,7 +78,9 @@ def test_batches_respect_the_batch_size_and_successes_are_deleted(stack: LocalSt
     assert bodies(stack, url) == [] and bodies(stack, dlq) == []
 
 
-def test_a_failed_item_is_retried_then_dead_lettered_alone(stack: LocalStack, queue: tuple[str, str, str]) -> None:
+def test_a_failed_item_is_retried_then_dead_lettered_alone(
+    stack: LocalStack, queue: tuple[str, str, str]
+) -> None:
     url, arn, dlq = queue
     for body in ("ok", "fail", "ok"):
         stack.sqs().send_message(QueueUrl=url, MessageBody=body)
@@ -79,7 +91,9 @@ def test_a_failed_item_is_retried_then_dead_lettered_alone(stack: LocalStack, qu
     assert bodies(stack, dlq) == ["fail"]
 
 
-def test_an_exception_fails_and_retries_the_whole_batch(stack: LocalStack, queue: tuple[str, str, str]) -> None:
+def test_an_exception_fails_and_retries_the_whole_batch(
+    stack: LocalStack, queue: tuple[str, str, str]
+) -> None:
     url, arn, dlq = queue
     stack.sqs().send_message_batch(
         QueueUrl=url, Entries=[{"Id": "1", "MessageBody": "ok"}, {"Id": "2", "MessageBody": "explode-once"}]

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import requests
 
 from orca_imaging import repository
 from orca_imaging.auth import Role
-from orca_imaging.local.stack import LocalStack
 from tests.conftest import CORPUS
 from tests.integration.conftest import ApiClient, s3_event, sha256_of
+
+if TYPE_CHECKING:
+    from orca_imaging.local.stack import LocalStack
 
 PHOTO = CORPUS / "photos" / "Canon_40D.jpg"
 
 
-def test_an_uploaded_jpeg_is_received_with_its_true_size_and_hash(stack: LocalStack, doctor: ApiClient) -> None:
+def test_an_uploaded_jpeg_is_received_with_its_true_size_and_hash(
+    stack: LocalStack, doctor: ApiClient
+) -> None:
     target = doctor.upload(PHOTO)
     image_id = target["imageId"]
     assert "clinic/clinic-a/original/" + image_id == target["fields"]["key"]
@@ -65,7 +70,8 @@ def test_a_redelivered_event_changes_nothing(stack: LocalStack, doctor: ApiClien
 
 def _queue_drained(stack: LocalStack, queue_url: str) -> bool:
     attributes = stack.sqs().get_queue_attributes(
-        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     time.sleep(0.5)
     return all(int(v) == 0 for v in attributes.values())
@@ -77,8 +83,12 @@ def test_a_checksum_mismatch_rejects_the_file_and_says_why(stack: LocalStack, do
     assert stack.resources is not None
     bus = stack.resources.values["event_bus_name"]
     watch = sqs.create_queue(QueueName="watch-rejected")["QueueUrl"]
-    watch_arn = sqs.get_queue_attributes(QueueUrl=watch, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="rejected", EventBusName=bus, EventPattern=json.dumps({"detail-type": ["ImageRejected"]}))
+    watch_arn = sqs.get_queue_attributes(QueueUrl=watch, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events.put_rule(
+        Name="rejected", EventBusName=bus, EventPattern=json.dumps({"detail-type": ["ImageRejected"]})
+    )
     events.put_targets(Rule="rejected", EventBusName=bus, Targets=[{"Id": "q", "Arn": watch_arn}])
 
     target = doctor.upload(PHOTO, sha256="0" * 64)
@@ -111,4 +121,6 @@ def test_another_clinic_cannot_see_the_image(stack: LocalStack, doctor: ApiClien
 def test_api_gateway_answers_401_without_a_valid_token(stack: LocalStack) -> None:
     url = f"{stack.api_url}/api/imaging/upload"
     assert requests.post(url, json={}, timeout=10).status_code == 401
-    assert requests.post(url, json={}, headers={"Authorization": "Bearer forged"}, timeout=10).status_code == 401
+    assert (
+        requests.post(url, json={}, headers={"Authorization": "Bearer forged"}, timeout=10).status_code == 401
+    )

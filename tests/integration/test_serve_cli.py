@@ -41,12 +41,20 @@ def test_serve_comes_up_serves_an_upload_and_stops_cleanly(tmp_path: Path) -> No
         assert f"http://127.0.0.1:{moto_port}" in banner
 
         token = subprocess.run(
-            [*cli, "token", "--role", "clinical_staff", "--clinic", "demo"], capture_output=True, text=True, check=True
+            [*cli, "token", "--role", "clinical_staff", "--clinic", "demo"],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         photo = CORPUS / "photos" / "Nikon_D70.jpg"
         response = requests.post(
             f"http://127.0.0.1:{api_port}/api/imaging/upload",
-            json={"fileName": "x.jpg", "size": photo.stat().st_size, "contentType": "image/jpeg", "patientId": "p1"},
+            json={
+                "fileName": "x.jpg",
+                "size": photo.stat().st_size,
+                "contentType": "image/jpeg",
+                "patientId": "p1",
+            },
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )

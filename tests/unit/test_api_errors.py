@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import importlib
 import json
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from orca_imaging import clients
 from orca_imaging.local.lambda_runtime import LocalContext
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 ENV = {
     "AWS_REGION": "us-east-1",
@@ -48,7 +50,11 @@ def call(handler: ModuleType, body: Any, claims: dict[str, str] | None) -> tuple
         "pathParameters": None,
         "body": json.dumps(body),
         "isBase64Encoded": False,
-        "requestContext": {"requestId": "req-123", "stage": "v1", "authorizer": {"claims": claims} if claims else None},
+        "requestContext": {
+            "requestId": "req-123",
+            "stage": "v1",
+            "authorizer": {"claims": claims} if claims else None,
+        },
     }
     result = handler.lambda_handler(event, LocalContext("upload_url", 512, 15))
     return result["statusCode"], json.loads(result["body"])

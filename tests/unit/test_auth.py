@@ -36,8 +36,13 @@ def test_every_role_is_mapped() -> None:
 
 @pytest.mark.parametrize(
     ("raw", "groups"),
-    [(["doctor", "billing"], ["doctor", "billing"]), ("doctor,billing", ["doctor", "billing"]),
-     ("[doctor billing]", ["doctor", "billing"]), ("", []), (None, [])],
+    [
+        (["doctor", "billing"], ["doctor", "billing"]),
+        ("doctor,billing", ["doctor", "billing"]),
+        ("[doctor billing]", ["doctor", "billing"]),
+        ("", []),
+        (None, []),
+    ],
 )
 def test_groups_parse_in_every_form_cognito_sends(raw: object, groups: list[str]) -> None:
     assert parse_groups(raw) == groups

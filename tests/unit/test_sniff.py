@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from orca_imaging.models import FileType
 from orca_imaging.sniff import SNIFF_BYTES, sniff
 from tests.conftest import CORPUS, corpus_files
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def sniff_file(path: Path):  # type: ignore[no-untyped-def]

@@ -11,7 +11,9 @@ from botocore.config import Config
 
 from orca_imaging.uploads import UploadPolicy, presigned_post
 
-POLICY = UploadPolicy(max_bytes=10**9, ttl_base_seconds=300, min_bytes_per_second=256 * 1024, ttl_max_seconds=43200)
+POLICY = UploadPolicy(
+    max_bytes=10**9, ttl_base_seconds=300, min_bytes_per_second=256 * 1024, ttl_max_seconds=43200
+)
 
 
 def test_expiry_grows_with_size_and_is_capped() -> None:

@@ -8,7 +8,6 @@ turn every `OrcaError` (and request validation failures) into
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -21,6 +20,8 @@ from orca_imaging.errors import OrcaError, RequestValidationError
 from orca_imaging.observability import logger
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from orca_imaging.models import ImageModel
 
 P = ParamSpec("P")
@@ -37,7 +38,9 @@ def current_principal(app: APIGatewayRestResolver) -> Principal:
     return principal_from_claims(claims)
 
 
-def requires(app: APIGatewayRestResolver, permission: Permission) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def requires(
+    app: APIGatewayRestResolver, permission: Permission
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
     """Reject the call with 403 unless the caller's roles grant `permission`."""
 
     def decorate(route: Callable[P, R]) -> Callable[P, R]:
@@ -82,7 +85,9 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
             for e in error.errors()
         ]
         summary = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-        return error_response(RequestValidationError(f"invalid request: {summary}", details={"fields": fields}))
+        return error_response(
+            RequestValidationError(f"invalid request: {summary}", details={"fields": fields})
+        )
 
 
 _INTERNAL_FIELDS = {

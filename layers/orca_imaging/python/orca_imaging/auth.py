@@ -95,5 +95,7 @@ def principal_from_claims(claims: dict[str, Any] | None) -> Principal:
     clinic_id = str(claims.get(CLINIC_CLAIM) or "")
     if not _CLINIC_ID.match(clinic_id):
         raise UnauthorizedError("the caller has no valid clinic claim")
-    roles = frozenset(Role(g) for g in parse_groups(claims.get(GROUPS_CLAIM)) if g in Role.__members__.values())
+    roles = frozenset(
+        Role(g) for g in parse_groups(claims.get(GROUPS_CLAIM)) if g in Role.__members__.values()
+    )
     return Principal(user_id=str(claims["sub"]), clinic_id=clinic_id, roles=roles)

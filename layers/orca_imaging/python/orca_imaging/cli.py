@@ -1,7 +1,7 @@
 """`orca-imaging`: the local stack and the tools around it.
 
-    orca-imaging serve            the whole pipeline on loopback (what `make run` runs)
-    orca-imaging token ...        a bearer token from the local issuer
+orca-imaging serve            the whole pipeline on loopback (what `make run` runs)
+orca-imaging token ...        a bearer token from the local issuer
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="orca-imaging", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="orca-imaging", description=__doc__.splitlines()[0] if __doc__ else None
+    )
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="local keys and state")
     commands = parser.add_subparsers(dest="command", required=True)
 

@@ -28,7 +28,7 @@ _CONFIG = Config(
 )
 
 
-def _client(service: str) -> Any:
+def _client(service: Any) -> Any:
     aws = load(AwsSettings)
     return boto3.session.Session().client(
         service, region_name=aws.region, endpoint_url=aws.endpoint_url, config=_CONFIG

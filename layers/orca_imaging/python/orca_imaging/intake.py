@@ -134,7 +134,9 @@ def receive_original(obj: ObjectCreated, *, s3: S3Client, correlation_id: str | 
         if obj.version_id and image.object_version and obj.version_id != image.object_version:
             # The bucket is versioned: the first version stays the original; a second
             # POST to the same target within its lifetime never replaces it.
-            logger.warning("ignoring a later version of a received original", extra={"image_id": ref.image_id})
+            logger.warning(
+                "ignoring a later version of a received original", extra={"image_id": ref.image_id}
+            )
         return _already(image)
 
     stored = read_object(s3, obj)
@@ -184,7 +186,12 @@ def receive_original(obj: ObjectCreated, *, s3: S3Client, correlation_id: str | 
         subject_type="image",
         subject_id=ref.image_id,
         correlation_id=correlation_id,
-        details={"size": stored.size, "sha256": stored.sha256, "kind": sniffed.kind, "code": changes.get("reject_code")},
+        details={
+            "size": stored.size,
+            "sha256": stored.sha256,
+            "kind": sniffed.kind,
+            "code": changes.get("reject_code"),
+        },
     )
     done = repository.transition_image(
         image, audit, expected=ImageModel.status == ImageStatus.PENDING_UPLOAD, **changes

@@ -40,7 +40,11 @@ def process_original(
     metrics.add_metric(name="OriginalsReceived", unit="Count", value=1)
     logger.info(
         "original received",
-        extra={"status": image.status, "size": image.original_size, "kind": received.sniffed and received.sniffed.kind},
+        extra={
+            "status": image.status,
+            "size": image.original_size,
+            "kind": received.sniffed and received.sniffed.kind,
+        },
     )
     if image.status == ImageStatus.REJECTED:
         metrics.add_metric(name="ImagesRejected", unit="Count", value=1)

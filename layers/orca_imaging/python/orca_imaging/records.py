@@ -6,13 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 from orca_imaging import repository
 from orca_imaging.api import image_view
-from orca_imaging.models import ImageStatus
+from orca_imaging.models import ImageModel, ImageStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
     from orca_imaging.auth import Principal
     from orca_imaging.settings import ApiSettings
+
+
+def variant_keys(image: ImageModel) -> dict[str, str]:
+    return dict(image.variant_keys.as_dict()) if image.variant_keys else {}
 
 
 def image_with_urls(
@@ -29,7 +33,7 @@ def image_with_urls(
         urls["original"] = s3.generate_presigned_url(
             "get_object", Params=params, ExpiresIn=settings.view_url_ttl_seconds
         )
-        for variant, key in (image.variant_keys or {}).items():
+        for variant, key in variant_keys(image).items():
             urls[variant] = s3.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": settings.derived_bucket, "Key": key},

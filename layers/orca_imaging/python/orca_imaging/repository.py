@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from pynamodb.expressions.condition import Condition
+    from pynamodb.expressions.update import Action
     from pynamodb.models import Model
 
     from orca_imaging.settings import TableSettings
@@ -165,8 +166,10 @@ def transition_image(
         "updated_at_key",
         "batch_key",
     }
-    actions = [
-        attributes[name].set(value) if (value := getattr(image, name)) is not None else attributes[name].remove()
+    actions: list[Action] = [
+        attributes[name].set(value)
+        if (value := getattr(image, name)) is not None
+        else attributes[name].remove()
         for name in sorted(touched)
     ]
     try:

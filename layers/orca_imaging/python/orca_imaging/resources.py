@@ -42,11 +42,11 @@ class TableSpec:
     indexes: tuple[IndexSpec, ...]
 
 
-def _key(schema: dict[str, Any], key_schema: list[dict[str, str]], kind: str) -> KeyAttribute | None:
+def _key(schema: Any, key_schema: Any, kind: str) -> KeyAttribute | None:
     types = {a["AttributeName"]: a["AttributeType"] for a in schema["attribute_definitions"]}
     for element in key_schema:
         if element["KeyType"] == kind:
-            return KeyAttribute(element["AttributeName"], types[element["AttributeName"]])  # type: ignore[arg-type]
+            return KeyAttribute(element["AttributeName"], types[element["AttributeName"]])
     return None
 
 
@@ -60,7 +60,7 @@ def table_spec(settings_field: str, model: type[Model]) -> TableSpec:
             name=gsi["index_name"],
             partition=_key(schema, gsi["key_schema"], "HASH"),  # type: ignore[arg-type]
             sort=_key(schema, gsi["key_schema"], "RANGE"),
-            projection=gsi["projection"]["ProjectionType"],
+            projection=gsi["projection"]["ProjectionType"],  # type: ignore[arg-type]
         )
         for gsi in sorted(schema.get("global_secondary_indexes", []), key=lambda g: g["index_name"])
     )

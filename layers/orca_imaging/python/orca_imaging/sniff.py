@@ -28,9 +28,40 @@ _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 _AVIF_BRANDS = {b"avif", b"avis"}
 _VIDEO_BRANDS = {b"isom", b"iso2", b"mp41", b"mp42", b"qt  ", b"M4V ", b"3gp4", b"3gp5", b"avc1"}
 _DICOM_VRS = {
-    b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"OB", b"OD",
-    b"OF", b"OL", b"OV", b"OW", b"PN", b"SH", b"SL", b"SQ", b"SS", b"ST", b"SV", b"TM", b"UC", b"UI",
-    b"UL", b"UN", b"UR", b"US", b"UT", b"UV",
+    b"AE",
+    b"AS",
+    b"AT",
+    b"CS",
+    b"DA",
+    b"DS",
+    b"DT",
+    b"FL",
+    b"FD",
+    b"IS",
+    b"LO",
+    b"LT",
+    b"OB",
+    b"OD",
+    b"OF",
+    b"OL",
+    b"OV",
+    b"OW",
+    b"PN",
+    b"SH",
+    b"SL",
+    b"SQ",
+    b"SS",
+    b"ST",
+    b"SV",
+    b"TM",
+    b"UC",
+    b"UI",
+    b"UL",
+    b"UN",
+    b"UR",
+    b"US",
+    b"UT",
+    b"UV",
 }
 _OBJ_LINE = re.compile(rb"^\s*(#|(v|vt|vn|vp|f|o|g|s|l|p|mtllib|usemtl)(\s|$))")
 
@@ -73,7 +104,7 @@ def _is_binary_stl(head: bytes, size: int | None) -> bool:
     if len(head) < 84 or size is None:
         return False
     (triangles,) = struct.unpack("<I", head[80:84])
-    return size == 84 + 50 * triangles
+    return size == 84 + 50 * int(triangles)
 
 
 def sniff(head: bytes, size: int | None = None) -> Sniffed:  # noqa: C901 - a flat table of magics

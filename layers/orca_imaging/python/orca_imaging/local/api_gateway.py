@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import jwt
 from werkzeug.exceptions import NotFound
-from werkzeug.utils import safe_join
+from werkzeug.security import safe_join
 from werkzeug.wrappers import Request, Response
 
 from orca_imaging.resources import ROUTES, RouteSpec, function
@@ -41,7 +41,9 @@ def _compile(route: RouteSpec) -> _CompiledRoute:
 
 
 class LocalApiGateway:
-    def __init__(self, host: FunctionHost, issuer: LocalIssuer, web_root: Path | None, stage: str = "local") -> None:
+    def __init__(
+        self, host: FunctionHost, issuer: LocalIssuer, web_root: Path | None, stage: str = "local"
+    ) -> None:
         self._host = host
         self._issuer = issuer
         self._web_root = web_root

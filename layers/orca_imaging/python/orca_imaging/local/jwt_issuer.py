@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from orca_imaging.auth import CLINIC_CLAIM, GROUPS_CLAIM, Role
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ISSUER = "orca-local-issuer"
 AUDIENCE = "orca-imaging-local"
@@ -34,8 +36,10 @@ class LocalIssuer:
             )
             key_path.touch(mode=0o600)
             key_path.write_bytes(pem)
-        self._private_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        self._public_key = self._private_key.public_key()
+        private_key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        assert isinstance(private_key, rsa.RSAPrivateKey)
+        self._private_key = private_key
+        self._public_key = private_key.public_key()
 
     def mint(
         self,
@@ -56,12 +60,16 @@ class LocalIssuer:
             CLINIC_CLAIM: clinic_id,
             GROUPS_CLAIM: [str(r) for r in roles],
         }
-        return jwt.encode(claims, self._private_key, algorithm="RS256")  # type: ignore[arg-type]
+        return jwt.encode(claims, self._private_key, algorithm="RS256")
 
     def verify(self, token: str) -> dict[str, Any]:
         """Claims of a valid token; raises jwt.InvalidTokenError otherwise."""
         claims: dict[str, Any] = jwt.decode(
-            token, self._public_key, algorithms=["RS256"], audience=AUDIENCE, issuer=ISSUER  # type: ignore[arg-type]
+            token,
+            self._public_key,
+            algorithms=["RS256"],
+            audience=AUDIENCE,
+            issuer=ISSUER,
         )
         return claims
 

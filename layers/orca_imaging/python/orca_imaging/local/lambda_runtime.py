@@ -8,9 +8,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orca_imaging.resources import FunctionSpec
+if TYPE_CHECKING:
+    from orca_imaging.resources import FunctionSpec
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

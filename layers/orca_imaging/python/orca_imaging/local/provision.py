@@ -54,7 +54,9 @@ def create_table_request(spec: TableSpec, name: str) -> dict[str, Any]:
             }
             for index in spec.indexes
         ]
-    request["AttributeDefinitions"] = [{"AttributeName": n, "AttributeType": t} for n, t in attributes.items()]
+    request["AttributeDefinitions"] = [
+        {"AttributeName": n, "AttributeType": t} for n, t in attributes.items()
+    ]
     return request
 
 
@@ -67,7 +69,7 @@ def provision(
 ) -> LocalResources:
     session = boto3.session.Session(region_name=region)
 
-    def client(service: str) -> Any:
+    def client(service: Any) -> Any:
         return session.client(service, endpoint_url=endpoint_url)
 
     out = LocalResources()
@@ -111,7 +113,9 @@ def provision(
     for queue in QUEUES:
         base = f"{prefix}-{queue.construct_id.lower()}"
         dlq_url = sqs.create_queue(QueueName=f"{base}-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
         url = sqs.create_queue(
             QueueName=base,
             Attributes={

@@ -8,10 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from orca_imaging.resources import FunctionSpec
-
 from orca_imaging.observability import logger
-from orca_imaging.resources import ScheduleSpec, function
+from orca_imaging.resources import FunctionSpec, ScheduleSpec, function
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -74,15 +74,17 @@ class SqsPump:
         messages = response.get("Messages", [])
         if not messages:
             return 0
-        event = {"Records": [self._record(m) for m in messages]}
+        event = {"Records": [self._record(dict(m)) for m in messages]}
         self.invocations += 1
         try:
             result = self._host.invoke(self._function, event) or {}
         except Exception:
-            logger.exception("consumer raised; the whole batch will be retried", extra={"function": self._function.name})
+            logger.exception(
+                "consumer raised; the whole batch will be retried", extra={"function": self._function.name}
+            )
             return len(messages)
         failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
-        done = [
+        done: list[Any] = [
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
             for i, m in enumerate(messages)
             if m["MessageId"] not in failed

@@ -146,7 +146,7 @@ class LocalStack:
         repository.bind_tables(load(TableSettings))
 
     # ------------------------------------------------------------ helpers
-    def client(self, service: str) -> Any:
+    def client(self, service: Any) -> Any:
         return boto3.session.Session(region_name=REGION).client(service, endpoint_url=self.moto_url)
 
     def sqs(self) -> Any:
