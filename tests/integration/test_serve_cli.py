@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import signal
 import subprocess
@@ -47,18 +49,26 @@ def test_serve_comes_up_serves_an_upload_and_stops_cleanly(tmp_path: Path) -> No
             check=True,
         ).stdout.strip()
         photo = CORPUS / "photos" / "Nikon_D70.jpg"
-        response = requests.post(
-            f"http://127.0.0.1:{api_port}/api/imaging/upload",
-            json={
-                "fileName": "x.jpg",
-                "size": photo.stat().st_size,
-                "contentType": "image/jpeg",
-                "patientId": "p1",
-            },
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
+        uploaded = subprocess.run(
+            [
+                *cli,
+                "upload",
+                str(photo),
+                "--patient",
+                "pat_9",
+                "--token",
+                token,
+                "--api",
+                f"http://127.0.0.1:{api_port}/api/imaging",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
-        assert response.status_code == 201, response.text
+        assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
+        record = json.loads(uploaded.stdout.strip().splitlines()[-1])
+        assert record["status"] == "PROCESSING" and record["patientId"] == "pat_9"
+        assert record["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
         assert requests.get(f"http://127.0.0.1:{api_port}/health", timeout=5).json() == {"status": "ok"}
     finally:
         server.send_signal(signal.SIGINT)

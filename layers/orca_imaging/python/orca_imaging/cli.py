@@ -51,6 +51,54 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upload(args: argparse.Namespace) -> int:
+    """Request a target per file, POST the bytes straight to S3, then show each record."""
+    import json
+    import mimetypes
+
+    import requests
+    from tqdm import tqdm
+
+    headers = {"Authorization": f"Bearer {args.token}"}
+    api = args.api.rstrip("/")
+    uploaded: list[str] = []
+    failures = 0
+    for path in tqdm(args.paths, unit="file", disable=len(args.paths) < 2, file=sys.stderr):
+        data = path.read_bytes()
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        body = {
+            "fileName": path.name,
+            "size": len(data),
+            "contentType": content_type,
+            "patientId": args.patient,
+        }
+        response = requests.post(f"{api}/upload", json=body, headers=headers, timeout=30)
+        if response.status_code != 201:
+            failures += 1
+            print(json.dumps({"file": path.name, "error": response.json()}), flush=True)
+            continue
+        target = response.json()
+        posted = requests.post(
+            target["url"], data=target["fields"], files={"file": (path.name, data)}, timeout=300
+        )
+        if posted.status_code >= 300:
+            failures += 1
+            print(json.dumps({"file": path.name, "error": {"status": posted.status_code}}), flush=True)
+            continue
+        uploaded.append(target["imageId"])
+    for image_id in uploaded:
+        record: dict[str, object] = {}
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            record = requests.get(f"{api}/images/{image_id}", headers=headers, timeout=30).json()
+            if record.get("status") != "PENDING_UPLOAD":
+                break
+            time.sleep(0.5)
+        record.pop("urls", None)
+        print(json.dumps(record), flush=True)
+    return 1 if failures else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orca-imaging", description=__doc__.splitlines()[0] if __doc__ else None
@@ -68,6 +116,14 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--clinic", required=True)
     token.add_argument("--user", default=None, help="the user id (sub); random if omitted")
     token.set_defaults(run=_token)
+
+    upload = commands.add_parser("upload", help="upload files through the API and print their records")
+    upload.add_argument("paths", nargs="+", type=Path)
+    upload.add_argument("--patient", required=True, help="the patient id the files belong to")
+    upload.add_argument("--token", required=True, help="a bearer token (see `token`)")
+    upload.add_argument("--api", default="http://127.0.0.1:8080/api/imaging", help="the API base URL")
+    upload.add_argument("--wait", type=float, default=30, help="seconds to wait for each file to be received")
+    upload.set_defaults(run=_upload)
     return parser
 
 
