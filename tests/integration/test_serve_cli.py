@@ -75,3 +75,27 @@ def test_serve_comes_up_serves_an_upload_and_stops_cleanly(tmp_path: Path) -> No
         out, _ = server.communicate(timeout=30)
     assert server.returncode == 0
     assert out.rstrip().endswith("stopped")
+
+
+class RecordingService:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def start(self, stack: object) -> None:
+        self.events.append("start")
+
+    def stop(self) -> None:
+        self.events.append("stop")
+
+    def urls(self) -> list[tuple[str, str]]:
+        return [("Recording service", "dicom://127.0.0.1:11112")]
+
+
+def test_local_services_start_after_the_stack_and_stop_before_it(tmp_path: Path) -> None:
+    from orca_imaging.local.stack import LocalStack, LocalStackConfig
+
+    service = RecordingService()
+    with LocalStack(LocalStackConfig(state_dir=tmp_path, services=[service])) as stack:
+        assert service.events == ["start"]
+        assert ("Recording service", "dicom://127.0.0.1:11112") in list(stack.urls())
+    assert service.events == ["start", "stop"]

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 import requests
@@ -39,6 +39,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class LocalService(Protocol):
+    """A long-running part the local stack starts after AWS and the API are up, such as the
+    DICOM SCP on a loopback port. It reads the same environment the functions do."""
+
+    def start(self, stack: LocalStack) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def urls(self) -> list[tuple[str, str]]: ...
+
+
 @dataclass
 class LocalStackConfig:
     state_dir: Path
@@ -46,6 +57,7 @@ class LocalStackConfig:
     moto_port: int = 0
     visibility_timeout_seconds: int = 30
     web_root: Path | None = field(default_factory=lambda: PROJECT_ROOT / "web")
+    services: list[LocalService] = field(default_factory=list)
 
 
 class LocalStack:
@@ -63,9 +75,11 @@ class LocalStack:
         self._http_thread: threading.Thread | None = None
         self.moto_url = ""
         self.api_url = ""
+        self._saved_env: dict[str, str] = {}
 
     # ------------------------------------------------------------ lifecycle
     def start(self) -> LocalStack:
+        self._saved_env = dict(os.environ)
         # moto and the API server both log every request through werkzeug: keep the console for our logs.
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_port = self.config.moto_port or free_port()
@@ -104,9 +118,13 @@ class LocalStack:
             self.pumps.append(pump)
         self.scheduler = Scheduler(self.host, SCHEDULES, REGION)
         self.scheduler.start()
+        for service in self.config.services:
+            service.start(self)
         return self
 
     def stop(self) -> None:
+        for service in reversed(self.config.services):
+            service.stop()
         if self.scheduler:
             self.scheduler.stop()
         for pump in self.pumps:
@@ -115,6 +133,20 @@ class LocalStack:
             self._http.shutdown()
         if self._moto:
             self._moto.stop()
+        self._restore_env()
+
+    def _restore_env(self) -> None:
+        """Give the process back the environment (and table bindings) it had before start."""
+        os.environ.clear()
+        os.environ.update(self._saved_env)
+        clients.reset()
+        from orca_imaging.errors import ConfigurationError
+        from orca_imaging.settings import TableSettings, load
+
+        try:
+            repository.bind_tables(load(TableSettings))
+        except ConfigurationError:
+            pass  # nothing was bound before this stack
 
     def __enter__(self) -> LocalStack:
         return self.start()
@@ -171,3 +203,5 @@ class LocalStack:
         yield "Web uploader", f"{self.api_url}/"
         yield "AWS endpoint (moto)", self.moto_url
         yield "Health", f"{self.api_url}/health"
+        for service in self.config.services:
+            yield from service.urls()

@@ -1,0 +1,1 @@
+"""Photo protocols and capture sessions API."""
