@@ -95,7 +95,8 @@ def test_local_services_start_after_the_stack_and_stop_before_it(tmp_path: Path)
     from orca_imaging.local.stack import LocalStack, LocalStackConfig
 
     service = RecordingService()
-    with LocalStack(LocalStackConfig(state_dir=tmp_path, services=[service])) as stack:
+    config = LocalStackConfig(state_dir=tmp_path, services=[service], resource_prefix="svc-test")
+    with LocalStack(config) as stack:
         assert service.events == ["start"]
         assert ("Recording service", "dicom://127.0.0.1:11112") in list(stack.urls())
     assert service.events == ["start", "stop"]

@@ -56,6 +56,8 @@ class LocalStackConfig:
     api_port: int = 0  # 0: any free port
     moto_port: int = 0
     visibility_timeout_seconds: int = 30
+    # moto keeps one state per process: two stacks in one process need distinct names.
+    resource_prefix: str = "orca-local"
     web_root: Path | None = field(default_factory=lambda: PROJECT_ROOT / "web")
     services: list[LocalService] = field(default_factory=list)
 
@@ -93,7 +95,10 @@ class LocalStack:
         ).raise_for_status()
         self._configure_process_env()
         self.resources = provision(
-            self.moto_url, REGION, visibility_timeout_seconds=self.config.visibility_timeout_seconds
+            self.moto_url,
+            REGION,
+            prefix=self.config.resource_prefix,
+            visibility_timeout_seconds=self.config.visibility_timeout_seconds,
         )
         self._configure_function_env(self.resources)
 
