@@ -1,54 +1,39 @@
-"""The imaging API: upload targets and records. Parse, authorize, call the domain, return.
+"""The imaging API function: uploads, batches, multipart, records, patients.
 
-No `from __future__ import annotations` here: the resolver reads the route signatures at
-run time to validate requests, through the permission wrapper.
+Wiring only. Settings are validated and tables bound at import; each router's routes
+parse, authorize (`@requires`), call one domain function and return.
+No `from __future__ import annotations` in this function's modules: the resolver reads
+the route signatures at run time to validate requests, through the permission wrapper.
 """
 
-from typing import Annotated, Any
+from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from orca_imaging import clients, records, repository, uploads
-from orca_imaging.api import correlation_id, current_principal, install_error_handlers, requires
-from orca_imaging.auth import Permission
+from functions.upload_url import routes_records, routes_uploads
+from orca_imaging import repository
+from orca_imaging.api import current_principal, install_error_handlers
 from orca_imaging.observability import logger, metrics, tracer
 from orca_imaging.resources import API_BASE
 from orca_imaging.settings import ApiSettings, load
 
-SETTINGS = load(ApiSettings)
-repository.bind_tables(SETTINGS)
+repository.bind_tables(load(ApiSettings))
 
 app = APIGatewayRestResolver(enable_validation=True)
 install_error_handlers(app)
+app.include_router(routes_uploads.router)
+app.include_router(routes_records.router)
 
 
-@app.post(f"{API_BASE}/upload")
-@requires(app, Permission.CAPTURE)
-def request_upload(request: Annotated[uploads.UploadRequest, Body()]) -> Response[dict[str, Any]]:
-    target = uploads.create_upload_target(
-        request,
-        current_principal(app),
-        s3=clients.s3(),
-        settings=SETTINGS,
-        correlation_id=correlation_id(),
+@app.get(f"{API_BASE}/openapi.json")
+def openapi() -> dict[str, Any]:
+    current_principal(app)  # any signed-in caller may read the API's description
+    schema: dict[str, Any] = app.get_openapi_schema(title="Orca Imaging API", version="1").model_dump(
+        mode="json", by_alias=True, exclude_none=True
     )
-    metrics.add_metric(name="UploadTargetsIssued", unit="Count", value=1)
-    return Response(status_code=201, content_type="application/json", body=target.model_dump(by_alias=True))
-
-
-@app.get(f"{API_BASE}/images/<image_id>")
-@requires(app, Permission.VIEW)
-def get_image(image_id: str) -> dict[str, Any]:
-    return records.image_with_urls(
-        current_principal(app),
-        image_id,
-        s3=clients.s3(),
-        settings=SETTINGS,
-        correlation_id=correlation_id(),
-    )
+    return schema
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 
 from orca_imaging.auth import Permission, Principal, principal_from_claims
-from orca_imaging.errors import OrcaError, RequestValidationError
+from orca_imaging.errors import NotFoundError, OrcaError, RequestValidationError
 from orca_imaging.observability import logger
 
 if TYPE_CHECKING:
@@ -73,6 +73,8 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
     def _domain_error(error: OrcaError) -> Response[Any]:
         log = logger.warning if error.status < 500 else logger.error
         log("request failed", extra={"code": error.code, "status": error.status})
+        if isinstance(error, NotFoundError) and error.subject:
+            _audit_not_found(app, error.subject)
         return error_response(error)
 
     @app.exception_handler(PowertoolsValidationError)
@@ -90,6 +92,23 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
         )
 
 
+def _audit_not_found(app: APIGatewayRestResolver, subject: tuple[str, str]) -> None:
+    """Every 404 on an id is audited in the caller's clinic: a probe for another clinic's
+    ids leaves a trace, and the answer is the same whether or not the id exists elsewhere."""
+    from orca_imaging import repository
+
+    principal = current_principal(app)
+    repository.record_audit(
+        clinic_id=principal.clinic_id,
+        action="ACCESS_NOT_FOUND",
+        actor=principal.user_id,
+        subject_type=subject[0],
+        subject_id=subject[1],
+        correlation_id=correlation_id(),
+        details={"path": app.current_event.path, "method": app.current_event.http_method},
+    )
+
+
 _INTERNAL_FIELDS = {
     "patientKey",
     "capturedAtKey",
@@ -99,6 +118,7 @@ _INTERNAL_FIELDS = {
     "updatedAtKey",
     "batchKey",
     "version",
+    "multipartUploadId",
 }
 
 

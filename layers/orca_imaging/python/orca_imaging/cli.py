@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from orca_imaging.auth import Role
 
@@ -28,6 +29,7 @@ def _serve(args: argparse.Namespace) -> int:
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())
+    _seed_demo(stack)
     print(f"Orca imaging local stack is up in {time.monotonic() - started:.1f} s", flush=True)
     for name, url in stack.urls():
         print(f"  {name:<22} {url}", flush=True)
@@ -41,6 +43,27 @@ def _serve(args: argparse.Namespace) -> int:
     stack.stop()
     print("stopped", flush=True)
     return 0
+
+
+DEMO_CLINIC = "demo"
+DEMO_PATIENTS = {
+    "pat_1": {"chartNumber": "1001", "familyName": "Demo", "givenName": "Ada", "birthDate": "2012-04-01"},
+    "pat_2": {"chartNumber": "1002", "familyName": "Demo", "givenName": "Ben", "birthDate": "2010-09-15"},
+}
+
+
+def _seed_demo(stack: Any) -> None:
+    """Two patients in the `demo` clinic, written through the API as the PMS sync would."""
+    import requests
+
+    token = stack.token(clinic_id=DEMO_CLINIC, roles=[Role.CLINIC_ADMIN], user_id="usr_demo_sync")
+    for patient_id, record in DEMO_PATIENTS.items():
+        requests.put(
+            f"{stack.api_url}/api/imaging/patients/{patient_id}",
+            json=record,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        ).raise_for_status()
 
 
 def _token(args: argparse.Namespace) -> int:

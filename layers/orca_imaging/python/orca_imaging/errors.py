@@ -42,10 +42,17 @@ class ForbiddenError(OrcaError):
 
 
 class NotFoundError(OrcaError):
-    """Also the answer for another clinic's data: it must not hint that the item exists."""
+    """Also the answer for another clinic's data: it must not hint that the item exists.
+
+    `subject` (type, id) lets the API audit the attempt; it is never sent to the caller.
+    """
 
     status = 404
     code = "not_found"
+
+    def __init__(self, message: str, *, subject: tuple[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.subject = subject
 
 
 class ConflictError(OrcaError):
@@ -74,6 +81,18 @@ class DependencyError(OrcaError):
 
     status = 503
     code = "dependency_unavailable"
+
+
+class FileRejectedError(OrcaError):
+    """A file failed validation. `reason` is the stable code stored on its record and shown
+    in its batch (e.g. `corrupt_image`, `unsupported_format`, `checksum_mismatch`)."""
+
+    status = 422
+    code = "file_rejected"
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message, details={"reason": reason})
+        self.reason = reason
 
 
 class InvalidObjectKeyError(OrcaError):

@@ -56,6 +56,11 @@ def object_created_events(message: dict[str, Any]) -> list[ObjectCreated]:
     return found
 
 
+# Objects up to this size are kept in memory for the processing step (photos, single
+# DICOM instances); larger ones (CBCT archives, big scans) are streamed again when needed.
+KEEP_BODY_BYTES = 256 * 1024 * 1024
+
+
 @dataclass(frozen=True)
 class StoredObject:
     version_id: str | None
@@ -63,6 +68,7 @@ class StoredObject:
     sha256: str
     head: bytes
     metadata: dict[str, str]
+    body: bytes | None
 
 
 def read_object(s3: S3Client, obj: ObjectCreated) -> StoredObject:
@@ -73,6 +79,7 @@ def read_object(s3: S3Client, obj: ObjectCreated) -> StoredObject:
     try:
         response = s3.get_object(**kwargs)
         digest = hashlib.sha256()
+        body: bytearray | None = bytearray()
         head = bytearray()
         size = 0
         for chunk in response["Body"].iter_chunks(_CHUNK):
@@ -80,6 +87,10 @@ def read_object(s3: S3Client, obj: ObjectCreated) -> StoredObject:
             size += len(chunk)
             if len(head) < SNIFF_BYTES:
                 head += chunk[: SNIFF_BYTES - len(head)]
+            if body is not None and size <= KEEP_BODY_BYTES:
+                body += chunk
+            else:
+                body = None
     except (BotoCoreError, ClientError) as e:
         raise DependencyError("reading the original from S3 failed") from e
     return StoredObject(
@@ -88,6 +99,7 @@ def read_object(s3: S3Client, obj: ObjectCreated) -> StoredObject:
         sha256=digest.hexdigest(),
         head=bytes(head),
         metadata=dict(response.get("Metadata") or {}),
+        body=bytes(body) if body is not None else None,
     )
 
 
@@ -96,7 +108,7 @@ class Received:
     image: ImageModel
     stored: StoredObject | None
     sniffed: Sniffed | None
-    # True when this delivery found the work already done (a redelivery or duplicate).
+    # True when this delivery found nothing to do (finished already, or a later version).
     already_received: bool
 
 
@@ -126,17 +138,13 @@ def upload_correlation_id(stored: StoredObject, fallback: str | None) -> str | N
 def receive_original(obj: ObjectCreated, *, s3: S3Client, correlation_id: str | None) -> Received:
     """Move an image from PENDING_UPLOAD to PROCESSING with its true size, sha256 and type.
 
-    A declared sha256 that does not match the bytes rejects the file (`checksum_mismatch`).
+    A delivery that finds the image already PROCESSING for the same object version resumes
+    (the previous attempt died before finishing); one that finds it finished, or finds a
+    later version of the object, changes nothing.
     """
     ref = parse_original_key(obj.key)
     image = repository.find_image(ref.clinic_id, ref.image_id)
-    if image is not None and image.status != ImageStatus.PENDING_UPLOAD:
-        if obj.version_id and image.object_version and obj.version_id != image.object_version:
-            # The bucket is versioned: the first version stays the original; a second
-            # POST to the same target within its lifetime never replaces it.
-            logger.warning(
-                "ignoring a later version of a received original", extra={"image_id": ref.image_id}
-            )
+    if image is not None and not _may_process(image, obj.version_id):
         return _already(image)
 
     stored = read_object(s3, obj)
@@ -159,43 +167,44 @@ def receive_original(obj: ObjectCreated, *, s3: S3Client, correlation_id: str | 
             )
         except ConflictError:
             image = repository.get_image(ref.clinic_id, ref.image_id)
-            if image.status != ImageStatus.PENDING_UPLOAD:
-                return _already(image)
 
-    changes: dict[str, Any] = {
-        "status": ImageStatus.PROCESSING,
-        "object_version": stored.version_id,
-        "original_size": stored.size,
-        "sha256": stored.sha256,
-        "mime_type": sniffed.mime_type,
-        "file_type": sniffed.file_type,
-        "received_at": utcnow(),
-    }
-    action = "IMAGE_RECEIVED"
-    if image.declared_sha256 and image.declared_sha256 != stored.sha256:
-        action = "IMAGE_REJECTED"
-        changes |= {
-            "status": ImageStatus.REJECTED,
-            "reject_code": "checksum_mismatch",
-            "reject_message": "the uploaded bytes do not match the sha256 declared with the upload",
-        }
-    audit = repository.audit_event(
-        clinic_id=ref.clinic_id,
-        action=action,
-        actor=ACTOR,
-        subject_type="image",
-        subject_id=ref.image_id,
-        correlation_id=correlation_id,
-        details={
-            "size": stored.size,
-            "sha256": stored.sha256,
-            "kind": sniffed.kind,
-            "code": changes.get("reject_code"),
-        },
-    )
-    done = repository.transition_image(
-        image, audit, expected=ImageModel.status == ImageStatus.PENDING_UPLOAD, **changes
-    )
-    if not done:
-        return _already(repository.get_image(ref.clinic_id, ref.image_id))
+    if image.status == ImageStatus.PENDING_UPLOAD:
+        audit = repository.audit_event(
+            clinic_id=ref.clinic_id,
+            action="IMAGE_RECEIVED",
+            actor=ACTOR,
+            subject_type="image",
+            subject_id=ref.image_id,
+            correlation_id=correlation_id,
+            details={"size": stored.size, "sha256": stored.sha256, "kind": sniffed.kind},
+        )
+        moved = repository.transition_image(
+            image,
+            audit,
+            expected=ImageModel.status == ImageStatus.PENDING_UPLOAD,
+            status=ImageStatus.PROCESSING,
+            object_version=stored.version_id,
+            original_size=stored.size,
+            sha256=stored.sha256,
+            mime_type=sniffed.mime_type,
+            file_type=sniffed.file_type,
+            received_at=utcnow(),
+        )
+        if not moved:  # another delivery got there first
+            image = repository.get_image(ref.clinic_id, ref.image_id)
+            if not _may_process(image, stored.version_id):
+                return _already(image)
     return Received(image=image, stored=stored, sniffed=sniffed, already_received=False)
+
+
+def _may_process(image: ImageModel, version_id: str | None) -> bool:
+    if image.status == ImageStatus.PENDING_UPLOAD:
+        return True
+    if image.status != ImageStatus.PROCESSING:
+        return False
+    if version_id and image.object_version and version_id != image.object_version:
+        # The bucket is versioned: the first version stays the original; a second POST to
+        # the same target within its lifetime never replaces it.
+        logger.warning("ignoring a later version of a received original")
+        return False
+    return True

@@ -157,6 +157,7 @@ class ImageModel(Model):
     # Storage
     storage_key = UnicodeAttribute(attr_name="storageKey")
     object_version = UnicodeAttribute(null=True, attr_name="objectVersion")
+    multipart_upload_id = UnicodeAttribute(null=True, attr_name="multipartUploadId")
     thumbnail_key = UnicodeAttribute(null=True, attr_name="thumbnailKey")
     preview_key = UnicodeAttribute(null=True, attr_name="previewKey")
     variant_keys = MapAttribute[str, str](null=True, attr_name="variantKeys")
@@ -283,8 +284,83 @@ class AuditEventModel(Model):
     by_subject = BySubjectIndex()
 
 
+class ByChartIndex(GlobalSecondaryIndex["PatientModel"]):
+    class Meta:
+        index_name = "byChart"
+        projection = AllProjection()
+
+    chart_key = UnicodeAttribute(hash_key=True, attr_name="chartKey")
+    patient_id = UnicodeAttribute(range_key=True, attr_name="patientId")
+
+
+class PatientModel(Model):
+    """The clinic's patient registry, replicated from the practice-management system.
+
+    Used to scope patient routes to the clinic and, later, to match files to patients.
+    Names and birth dates are PHI: they stay in this KMS-encrypted table and never in a
+    log, a key or an error message.
+    """
+
+    class Meta:
+        table_name = "unbound-patients"
+
+    clinic_id = UnicodeAttribute(hash_key=True, attr_name="clinicId")
+    patient_id = UnicodeAttribute(range_key=True, attr_name="patientId")
+    chart_number = UnicodeAttribute(null=True, attr_name="chartNumber")
+    family_name = UnicodeAttribute(null=True, attr_name="familyName")
+    given_name = UnicodeAttribute(null=True, attr_name="givenName")
+    birth_date = UnicodeAttribute(null=True, attr_name="birthDate")  # YYYY-MM-DD
+    sex = UnicodeAttribute(null=True)
+    updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
+    chart_key = UnicodeAttribute(null=True, attr_name="chartKey")
+
+    by_chart = ByChartIndex()
+
+
+class BatchStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    COMPLETED_WITH_ERRORS = "COMPLETED_WITH_ERRORS"
+    CANCELLED = "CANCELLED"
+
+
+class BatchModel(Model):
+    """An upload batch: its counters are the single truth the state machine waits on.
+
+    The consumers add to `succeededCount`/`failedCount` in the same transaction that moves
+    a file to its final state, so a redelivered event can never count twice.
+    """
+
+    class Meta:
+        table_name = "unbound-batches"
+
+    clinic_id = UnicodeAttribute(hash_key=True, attr_name="clinicId")
+    batch_id = UnicodeAttribute(range_key=True, attr_name="batchId")
+    batch_number = UnicodeAttribute(attr_name="batchNumber")
+    status = UnicodeAttribute()
+    source = UnicodeAttribute()
+    kind = UnicodeAttribute()  # upload, dicom_import, 3d_import
+    patient_id = UnicodeAttribute(null=True, attr_name="patientId")
+    protocol_session_id = UnicodeAttribute(null=True, attr_name="protocolSessionId")
+    total_files = NumberAttribute(attr_name="totalFiles")
+    succeeded_count = NumberAttribute(default=0, attr_name="succeededCount")
+    failed_count = NumberAttribute(default=0, attr_name="failedCount")
+    upload_deadline = UTCDateTimeAttribute(attr_name="uploadDeadline")
+    execution_arn = UnicodeAttribute(null=True, attr_name="executionArn")
+    created_by = UnicodeAttribute(attr_name="createdBy")
+    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
+    updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
+    started_at = UTCDateTimeAttribute(null=True, attr_name="startedAt")
+    # Written by the state machine as Step Functions' ISO time, hence a string.
+    completed_at = UnicodeAttribute(null=True, attr_name="completedAt")
+    cancelled_at = UTCDateTimeAttribute(null=True, attr_name="cancelledAt")
+
+
 # Every table the system has, by the settings field that names it.
 TABLE_MODELS: dict[str, type[Model]] = {
     "images_table": ImageModel,
     "audit_table": AuditEventModel,
+    "patients_table": PatientModel,
+    "batches_table": BatchModel,
 }

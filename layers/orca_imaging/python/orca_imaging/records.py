@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import base64
+import json
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from orca_imaging import repository
 from orca_imaging.api import image_view
-from orca_imaging.models import ImageModel, ImageStatus
+from orca_imaging.errors import RequestValidationError
+from orca_imaging.models import (
+    FileType,
+    ImageCategory,
+    ImageModel,
+    ImageStatus,
+    PatientModel,
+    scoped,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from pynamodb.expressions.condition import Condition
 
     from orca_imaging.auth import Principal
     from orca_imaging.settings import ApiSettings
@@ -50,3 +65,132 @@ def image_with_urls(
         )
     view["urls"] = urls
     return view
+
+
+class ImageQuery(BaseModel):
+    """Filters for a patient's images; `cursor` is the opaque value of `nextCursor`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    file_type: FileType | None = Field(default=None, alias="fileType")
+    category: ImageCategory | None = None
+    status: ImageStatus | None = None
+    captured_from: datetime | None = Field(default=None, alias="from")
+    captured_to: datetime | None = Field(default=None, alias="to")
+    limit: int = Field(default=50, ge=1, le=200)
+    cursor: str | None = Field(default=None, max_length=2048)
+
+
+def _decode_cursor(cursor: str, patient_key: str) -> dict[str, Any]:
+    try:
+        key: dict[str, Any] = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError) as e:
+        raise RequestValidationError("the cursor is not valid") from e
+    # A cursor is only good for the listing that produced it: never another patient or clinic.
+    if not isinstance(key, dict) or key.get("patientKey", {}).get("S") != patient_key:
+        raise RequestValidationError("the cursor is not valid for this listing")
+    return key
+
+
+def _iso(value: datetime) -> str:
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+def patient_images(principal: Principal, patient_id: str, query: ImageQuery) -> dict[str, Any]:
+    """A page of the patient's images, newest first; deleted ones only when asked for."""
+    repository.get_patient(principal.clinic_id, patient_id)
+    patient_key = scoped(principal.clinic_id, patient_id)
+    index = ImageModel.by_patient
+    range_condition: Condition | None
+    if query.captured_from and query.captured_to:
+        range_condition = ImageModel.captured_at_key.between(
+            _iso(query.captured_from), _iso(query.captured_to)
+        )
+    elif query.captured_from:
+        range_condition = ImageModel.captured_at_key >= _iso(query.captured_from)
+    elif query.captured_to:
+        range_condition = ImageModel.captured_at_key <= _iso(query.captured_to)
+    else:
+        range_condition = None
+    filters = (
+        [ImageModel.status == query.status] if query.status else [ImageModel.status != ImageStatus.DELETED]
+    )
+    if query.file_type:
+        filters.append(ImageModel.file_type == query.file_type)
+    if query.category:
+        filters.append(ImageModel.category == query.category)
+    condition = filters[0]
+    for extra in filters[1:]:
+        condition &= extra
+    results = index.query(
+        patient_key,
+        range_key_condition=range_condition,
+        filter_condition=condition,
+        scan_index_forward=False,
+        limit=query.limit,
+        last_evaluated_key=_decode_cursor(query.cursor, patient_key) if query.cursor else None,
+    )
+    items = [image_view(image) for image in results]
+    last = results.last_evaluated_key
+    next_cursor = base64.urlsafe_b64encode(json.dumps(last).encode()).decode() if last else None
+    return {"patientId": patient_id, "images": items, "nextCursor": next_cursor}
+
+
+def soft_delete(principal: Principal, image_id: str, *, correlation_id: str | None) -> None:
+    """Mark the image DELETED (its objects stay, recoverable); audited."""
+    image = repository.get_image(principal.clinic_id, image_id)
+    if image.status == ImageStatus.DELETED:
+        return
+    audit = repository.audit_event(
+        clinic_id=principal.clinic_id,
+        action="IMAGE_DELETED",
+        actor=principal.user_id,
+        subject_type="image",
+        subject_id=image_id,
+        correlation_id=correlation_id,
+        details={"previousStatus": image.status},
+    )
+    repository.transition_image(
+        image,
+        audit,
+        expected=ImageModel.status == image.status,
+        status=ImageStatus.DELETED,
+        deleted_at=utcnow(),
+        updated_by=principal.user_id,
+    )
+
+
+class PatientRecord(BaseModel):
+    """The registry replica's view of a patient, as the practice-management system sends it."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    chart_number: str | None = Field(default=None, alias="chartNumber", max_length=64)
+    family_name: str | None = Field(default=None, alias="familyName", max_length=128)
+    given_name: str | None = Field(default=None, alias="givenName", max_length=128)
+    birth_date: date | None = Field(default=None, alias="birthDate")
+    sex: Literal["M", "F", "O"] | None = None
+
+
+def put_patient(
+    principal: Principal, patient_id: str, record: PatientRecord, *, correlation_id: str | None
+) -> None:
+    repository.save_patient(
+        PatientModel(
+            clinic_id=principal.clinic_id,
+            patient_id=patient_id,
+            chart_number=record.chart_number,
+            family_name=record.family_name,
+            given_name=record.given_name,
+            birth_date=record.birth_date.isoformat() if record.birth_date else None,
+            sex=record.sex,
+        )
+    )
+    repository.record_audit(
+        clinic_id=principal.clinic_id,
+        action="PATIENT_SYNCED",
+        actor=principal.user_id,
+        subject_type="patient",
+        subject_id=patient_id,
+        correlation_id=correlation_id,
+    )

@@ -7,7 +7,6 @@ errors become `orca_imaging.errors` with `raise ... from e`.
 
 from __future__ import annotations
 
-import hashlib
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,15 @@ from pynamodb.transactions import TransactWrite
 
 from orca_imaging.errors import ConflictError, DependencyError, NotFoundError
 from orca_imaging.ids import new_event_id
-from orca_imaging.models import TABLE_MODELS, AuditEventModel, ImageModel, scoped, utcnow
+from orca_imaging.models import (
+    TABLE_MODELS,
+    AuditEventModel,
+    BatchModel,
+    ImageModel,
+    PatientModel,
+    scoped,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,7 +38,6 @@ if TYPE_CHECKING:
 
     from pynamodb.expressions.condition import Condition
     from pynamodb.expressions.update import Action
-    from pynamodb.models import Model
 
     from orca_imaging.settings import TableSettings
 
@@ -118,7 +124,7 @@ def get_image(clinic_id: str, image_id: str) -> ImageModel:
         with _dynamodb("get image"):
             return ImageModel.get(clinic_id, image_id, consistent_read=True)
     except DoesNotExist as e:
-        raise NotFoundError("image not found") from e
+        raise NotFoundError("image not found", subject=("image", image_id)) from e
 
 
 def find_image(clinic_id: str, image_id: str) -> ImageModel | None:
@@ -142,13 +148,21 @@ def create_image(image: ImageModel, audit: AuditEventModel) -> None:
 
 
 def transition_image(
-    image: ImageModel, audit: AuditEventModel, *, expected: Condition | None = None, **changes: Any
+    image: ImageModel,
+    audit: AuditEventModel,
+    *,
+    expected: Condition | None = None,
+    count_in_batch: str | None = None,
+    **changes: Any,
 ) -> bool:
     """Apply `changes` to `image` and write them with `audit`, in one transaction.
 
     The write is conditional on the item's version (optimistic locking) and on `expected`.
     Returns False, writing nothing, when the condition no longer holds: the caller re-reads
     and decides (for a redelivered event that means "already done").
+
+    `count_in_batch` ("succeeded" or "failed") adds one to the image's batch counter in the
+    same transaction: the count moves only if the image does, so it never counts twice.
     """
     for name, value in changes.items():
         setattr(image, name, value)
@@ -176,6 +190,15 @@ def transition_image(
         with _dynamodb("update image"), TransactWrite(connection=_connection()) as tx:
             tx.update(image, actions=actions, condition=expected)
             tx.save(audit)
+            if count_in_batch and image.batch_id:
+                counter = (
+                    BatchModel.succeeded_count if count_in_batch == "succeeded" else BatchModel.failed_count
+                )
+                tx.update(
+                    BatchModel(image.clinic_id, image.batch_id),
+                    actions=[counter.add(1), BatchModel.updated_at.set(utcnow())],
+                    condition=BatchModel.batch_id.exists(),
+                )
     except (UpdateError, TransactWriteError) as e:
         if _is_condition_failure(e):
             return False
@@ -183,9 +206,61 @@ def transition_image(
     return True
 
 
-def sha256_hex(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def images_in_batch(clinic_id: str, batch_id: str) -> list[ImageModel]:
+    with _dynamodb("query batch images"):
+        return list(ImageModel.by_batch.query(scoped(clinic_id, batch_id)))
 
 
-def all_models() -> tuple[type[Model], ...]:
-    return tuple(TABLE_MODELS.values())
+def put_images(images: list[ImageModel], audit: AuditEventModel) -> None:
+    """Write many new images (ids are fresh ULIDs) and one audit event, in batched writes."""
+    with _dynamodb("write images"), ImageModel.batch_write() as writer:
+        for image in images:
+            image.refresh_index_keys()
+            writer.save(image)
+    record_audit_event(audit)
+
+
+def record_audit_event(event: AuditEventModel) -> None:
+    with _dynamodb("put audit event"):
+        event.save()
+
+
+# ---------------------------------------------------------------- patients
+def get_patient(clinic_id: str, patient_id: str) -> PatientModel:
+    try:
+        with _dynamodb("get patient"):
+            return PatientModel.get(clinic_id, patient_id)
+    except DoesNotExist as e:
+        raise NotFoundError("patient not found", subject=("patient", patient_id)) from e
+
+
+def save_patient(patient: PatientModel) -> None:
+    patient.chart_key = scoped(patient.clinic_id, patient.chart_number) if patient.chart_number else None
+    patient.updated_at = utcnow()
+    with _dynamodb("put patient"):
+        patient.save()
+
+
+# ---------------------------------------------------------------- batches
+def get_batch(clinic_id: str, batch_id: str) -> BatchModel:
+    try:
+        with _dynamodb("get batch"):
+            return BatchModel.get(clinic_id, batch_id, consistent_read=True)
+    except DoesNotExist as e:
+        raise NotFoundError("batch not found", subject=("batch", batch_id)) from e
+
+
+def create_batch(batch: BatchModel) -> None:
+    with _dynamodb("create batch"):
+        batch.save(condition=BatchModel.batch_id.does_not_exist())
+
+
+def update_batch(batch: BatchModel, actions: list[Action], condition: Condition | None = None) -> bool:
+    try:
+        with _dynamodb("update batch"):
+            batch.update(actions=actions, condition=condition)
+    except UpdateError as e:
+        if _is_condition_failure(e):
+            return False
+        raise DependencyError("DynamoDB update batch failed") from e
+    return True

@@ -8,6 +8,7 @@ are read from the PynamoDB models themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from orca_imaging.keys import INTAKE_PREFIX
@@ -172,9 +173,25 @@ class RouteSpec:
     function: str  # a FunctionSpec name
 
 
-ROUTES: tuple[RouteSpec, ...] = (
-    RouteSpec("POST", f"{API_BASE}/upload", "upload_url"),
-    RouteSpec("GET", f"{API_BASE}/images/{{id}}", "upload_url"),
+ROUTES: tuple[RouteSpec, ...] = tuple(
+    RouteSpec(method, f"{API_BASE}{path}", "upload_url")  # type: ignore[arg-type]
+    for method, path in (
+        ("POST", "/upload"),
+        ("POST", "/upload/batch"),
+        ("GET", "/upload/batch/{batch_id}"),
+        ("DELETE", "/upload/batch/{batch_id}"),
+        ("GET", "/upload/{image_id}/parts"),
+        ("POST", "/upload/{image_id}/parts"),
+        ("POST", "/upload/{image_id}/complete"),
+        ("DELETE", "/upload/{image_id}"),
+        ("POST", "/dicom/import"),
+        ("POST", "/3d/import"),
+        ("GET", "/images/{image_id}"),
+        ("DELETE", "/images/{image_id}"),
+        ("GET", "/patients/{patient_id}/images"),
+        ("PUT", "/patients/{patient_id}"),
+        ("GET", "/openapi.json"),
+    )
 )
 
 
@@ -196,6 +213,40 @@ def settings_env(settings: type[AwsSettings], values: dict[str, str]) -> dict[st
 
 
 SETTINGS_WITH_RESOURCES = (ApiSettings, ConsumerSettings)
+
+
+# ---------------------------------------------------------------- state machines
+DEFINITIONS = Path(__file__).with_name("definitions")
+
+
+@dataclass(frozen=True)
+class StateMachineSpec:
+    construct_id: str
+    settings_field: str  # where functions find its ARN
+    definition_file: str  # under definitions/
+    # ${Placeholder} in the definition -> the settings field whose value replaces it
+    substitutions: dict[str, str]
+
+    def definition(self, values: dict[str, str]) -> str:
+        """The definition with every placeholder replaced, for a local deploy."""
+        text = (DEFINITIONS / self.definition_file).read_text()
+        for placeholder, field_name in self.substitutions.items():
+            text = text.replace("${" + placeholder + "}", values[field_name])
+        return text
+
+
+STATE_MACHINES: tuple[StateMachineSpec, ...] = (
+    StateMachineSpec(
+        construct_id="BatchTracker",
+        settings_field="batch_state_machine_arn",
+        definition_file="batch.asl.json",
+        substitutions={
+            "BatchesTable": "batches_table",
+            "ImagesTable": "images_table",
+            "EventBusName": "event_bus_name",
+        },
+    ),
+)
 
 
 # ---------------------------------------------------------------- schedules

@@ -28,6 +28,8 @@ class AwsSettings(BaseSettings):
 class TableSettings(AwsSettings):
     images_table: str
     audit_table: str
+    patients_table: str
+    batches_table: str
 
 
 class StorageSettings(TableSettings):
@@ -45,6 +47,14 @@ class ApiSettings(StorageSettings):
     upload_min_bytes_per_second: int = Field(default=256 * 1024, gt=0)
     upload_ttl_max_seconds: int = Field(default=12 * 3600, gt=0)
     view_url_ttl_seconds: int = Field(default=300, gt=0, le=3600)
+    batch_state_machine_arn: str
+    max_batch_files: int = Field(default=1000, gt=0, le=1000)
+    # How long a batch waits for files that were never uploaded before failing them.
+    batch_upload_timeout_seconds: int = Field(default=6 * 3600, gt=0)
+    batch_poll_seconds: int = Field(default=10, gt=0)
+    # Files above this go up in parts (CBCT archives, big scans); S3's minimum part is 5 MiB.
+    multipart_threshold_bytes: int = Field(default=100 * 1024**2, ge=5 * 1024**2)
+    multipart_part_bytes: int = Field(default=16 * 1024**2, ge=5 * 1024**2)
 
 
 class ConsumerSettings(StorageSettings):

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from orca_imaging import repository
-from orca_imaging.errors import PayloadTooLargeError
+from orca_imaging.errors import DependencyError, PayloadTooLargeError
 from orca_imaging.ids import new_image_id
 from orca_imaging.keys import original_key
 from orca_imaging.models import FileType, ImageModel, ImageStatus, UploadSource, utcnow
@@ -30,7 +31,7 @@ _ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _MIME = r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$"
 
 
-class UploadRequest(BaseModel):
+class UploadFile(BaseModel):
     """One file the client is about to upload."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -38,19 +39,46 @@ class UploadRequest(BaseModel):
     file_name: str = Field(alias="fileName", min_length=1, max_length=255)
     size: int = Field(gt=0, description="Exact size in bytes; S3 refuses any other")
     content_type: str = Field(alias="contentType", pattern=_MIME, max_length=127)
-    patient_id: str = Field(alias="patientId", pattern=_ID)
     sha256: str | None = Field(default=None, pattern=_SHA256_HEX)
-    source: UploadSource = UploadSource.MOBILE
-    protocol_session_id: str | None = Field(default=None, alias="protocolSessionId", pattern=_ID)
+    patient_id: str | None = Field(default=None, alias="patientId", pattern=_ID)
     protocol_slot: str | None = Field(default=None, alias="protocolSlot", max_length=64)
 
 
+class UploadRequest(UploadFile):
+    """`POST /upload`: one file, for a named patient."""
+
+    patient_id: str = Field(alias="patientId", pattern=_ID)
+    source: UploadSource = UploadSource.MOBILE
+    protocol_session_id: str | None = Field(default=None, alias="protocolSessionId", pattern=_ID)
+
+
+class PartUrl(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    part_number: int = Field(alias="partNumber")
+    url: str
+
+
+class MultipartTarget(BaseModel):
+    """A multipart upload: PUT each part to its URL, then call complete with the ETags."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    upload_id: str = Field(alias="uploadId")
+    part_size: int = Field(alias="partSize")
+    parts: list[PartUrl]
+
+
 class UploadTarget(BaseModel):
+    """Where one file goes: a presigned POST (`url` + `fields`) or a multipart upload."""
+
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     image_id: str = Field(alias="imageId")
-    url: str
-    fields: dict[str, str]
+    file_name: str = Field(alias="fileName")
+    url: str | None = None
+    fields: dict[str, str] | None = None
+    multipart: MultipartTarget | None = None
     expires_at: str = Field(alias="expiresAt")
     max_bytes: int = Field(alias="maxBytes")
 
@@ -61,6 +89,8 @@ class UploadPolicy:
     ttl_base_seconds: int
     min_bytes_per_second: int
     ttl_max_seconds: int
+    multipart_threshold: int = 100 * 1024**2
+    part_bytes: int = 16 * 1024**2
 
     @classmethod
     def from_settings(cls, settings: ApiSettings) -> UploadPolicy:
@@ -69,11 +99,23 @@ class UploadPolicy:
             ttl_base_seconds=settings.upload_ttl_base_seconds,
             min_bytes_per_second=settings.upload_min_bytes_per_second,
             ttl_max_seconds=settings.upload_ttl_max_seconds,
+            multipart_threshold=settings.multipart_threshold_bytes,
+            part_bytes=settings.multipart_part_bytes,
         )
 
     def expiry_seconds(self, size: int) -> int:
         """Long enough for the slowest link we plan for, never unbounded."""
         return min(self.ttl_max_seconds, self.ttl_base_seconds + size // self.min_bytes_per_second)
+
+    def check_size(self, size: int) -> None:
+        if size > self.max_bytes:
+            raise PayloadTooLargeError(
+                f"file is {size} bytes; the clinic allows at most {self.max_bytes}",
+                details={"maxBytes": self.max_bytes},
+            )
+
+    def part_count(self, size: int) -> int:
+        return -(-size // self.part_bytes)
 
 
 def presigned_post(
@@ -105,39 +147,32 @@ def presigned_post(
     )
 
 
-def create_upload_target(
-    request: UploadRequest,
+def new_pending_image(
+    file: UploadFile,
     principal: Principal,
     *,
-    s3: S3Client,
-    settings: ApiSettings,
-    correlation_id: str | None,
+    expires_in: int,
+    source: UploadSource,
+    protocol_session_id: str | None = None,
     batch_id: str | None = None,
-) -> UploadTarget:
-    """Record a PENDING_UPLOAD image and return where the browser may POST its bytes."""
-    policy = UploadPolicy.from_settings(settings)
-    if request.size > policy.max_bytes:
-        raise PayloadTooLargeError(
-            f"file is {request.size} bytes; the clinic allows at most {policy.max_bytes}",
-            details={"maxBytes": policy.max_bytes},
-        )
+    patient_id: str | None = None,
+) -> ImageModel:
+    """The PENDING_UPLOAD record for one file the client is about to upload."""
     image_id = new_image_id()
-    key = original_key(principal.clinic_id, image_id)
-    expires_in = policy.expiry_seconds(request.size)
     now = utcnow()
-    image = ImageModel(
+    return ImageModel(
         clinic_id=principal.clinic_id,
         image_id=image_id,
-        patient_id=request.patient_id,
-        filename=request.file_name,
+        patient_id=file.patient_id or patient_id,
+        filename=file.file_name,
         file_type=FileType.DOCUMENT,  # until the consumer sniffs the bytes
-        storage_key=key,
-        declared_size=request.size,
-        declared_mime_type=request.content_type,
-        declared_sha256=request.sha256,
-        source=request.source,
-        protocol_session_id=request.protocol_session_id,
-        protocol_slot=request.protocol_slot,
+        storage_key=original_key(principal.clinic_id, image_id),
+        declared_size=file.size,
+        declared_mime_type=file.content_type,
+        declared_sha256=file.sha256,
+        source=source,
+        protocol_session_id=protocol_session_id,
+        protocol_slot=file.protocol_slot,
         batch_id=batch_id,
         status=ImageStatus.PENDING_UPLOAD,
         upload_expires_at=now + timedelta(seconds=expires_in),
@@ -146,37 +181,124 @@ def create_upload_target(
         created_at=now,
         updated_at=now,
     )
+
+
+class UploadSigner:
+    """Signs where each file may go: one presigned POST, or a multipart upload's part URLs."""
+
+    def __init__(
+        self, s3: S3Client, settings: ApiSettings, principal: Principal, correlation_id: str | None
+    ) -> None:
+        self.s3 = s3
+        self.settings = settings
+        self.policy = UploadPolicy.from_settings(settings)
+        self.principal = principal
+        self.correlation_id = correlation_id
+
+    def metadata(self, image: ImageModel) -> dict[str, str]:
+        return {
+            "uploader": self.principal.user_id,
+            "batch": image.batch_id or "none",
+            "image": image.image_id,
+            # Carried to the consumer so one id follows the file from request to record.
+            "correlation": self.correlation_id or "none",
+        }
+
+    def target(self, image: ImageModel) -> UploadTarget:
+        """Sign the target for a new image; a multipart upload is started on S3 here."""
+        size = int(image.declared_size or 0)
+        expires_in = self.policy.expiry_seconds(size)
+        common = {
+            "image_id": image.image_id,
+            "file_name": image.filename or "",
+            "expires_at": image.upload_expires_at.isoformat() if image.upload_expires_at else "",
+            "max_bytes": size,
+        }
+        if size > self.policy.multipart_threshold:
+            return UploadTarget(**common, multipart=self.start_multipart(image, expires_in))
+        post = presigned_post(
+            self.s3,
+            bucket=self.settings.originals_bucket,
+            key=image.storage_key,
+            size=size,
+            content_type=image.declared_mime_type or "application/octet-stream",
+            kms_key_id=self.settings.kms_key_id,
+            metadata=self.metadata(image),
+            expires_in=expires_in,
+        )
+        return UploadTarget(**common, url=post["url"], fields=post["fields"])
+
+    def start_multipart(self, image: ImageModel, expires_in: int) -> MultipartTarget:
+        try:
+            upload = self.s3.create_multipart_upload(
+                Bucket=self.settings.originals_bucket,
+                Key=image.storage_key,
+                ContentType=image.declared_mime_type or "application/octet-stream",
+                ServerSideEncryption="aws:kms",
+                SSEKMSKeyId=self.settings.kms_key_id,
+                Metadata=self.metadata(image),
+            )
+        except (BotoCoreError, ClientError) as e:
+            raise DependencyError("starting a multipart upload failed") from e
+        image.multipart_upload_id = upload["UploadId"]
+        parts = range(1, self.policy.part_count(int(image.declared_size or 0)) + 1)
+        return MultipartTarget(
+            upload_id=upload["UploadId"],
+            part_size=self.policy.part_bytes,
+            parts=self.part_urls(image, list(parts), expires_in),
+        )
+
+    def part_urls(self, image: ImageModel, part_numbers: list[int], expires_in: int) -> list[PartUrl]:
+        return [
+            PartUrl(
+                part_number=n,
+                url=self.s3.generate_presigned_url(
+                    "upload_part",
+                    Params={
+                        "Bucket": self.settings.originals_bucket,
+                        "Key": image.storage_key,
+                        "UploadId": image.multipart_upload_id,
+                        "PartNumber": n,
+                    },
+                    ExpiresIn=expires_in,
+                ),
+            )
+            for n in part_numbers
+        ]
+
+
+def create_upload_target(
+    request: UploadRequest,
+    principal: Principal,
+    *,
+    s3: S3Client,
+    settings: ApiSettings,
+    correlation_id: str | None,
+) -> UploadTarget:
+    """Record a PENDING_UPLOAD image and return where the client may send its bytes."""
+    signer = UploadSigner(s3, settings, principal, correlation_id)
+    signer.policy.check_size(request.size)
+    repository.get_patient(principal.clinic_id, request.patient_id)
+    image = new_pending_image(
+        request,
+        principal,
+        expires_in=signer.policy.expiry_seconds(request.size),
+        source=request.source,
+        protocol_session_id=request.protocol_session_id,
+    )
+    target = signer.target(image)
     audit = repository.audit_event(
         clinic_id=principal.clinic_id,
         action="UPLOAD_REQUESTED",
         actor=principal.user_id,
         subject_type="image",
-        subject_id=image_id,
+        subject_id=image.image_id,
         correlation_id=correlation_id,
-        details={"size": request.size, "source": str(request.source), "batchId": batch_id},
-        at=now,
+        details={
+            "size": request.size,
+            "source": str(request.source),
+            "multipart": target.multipart is not None,
+        },
     )
     repository.create_image(image, audit)
-    post = presigned_post(
-        s3,
-        bucket=settings.originals_bucket,
-        key=key,
-        size=request.size,
-        content_type=request.content_type,
-        kms_key_id=settings.kms_key_id,
-        metadata={
-            "uploader": principal.user_id,
-            "batch": batch_id or "none",
-            "image": image_id,
-            # Carried to the consumer so one id follows the file from request to record.
-            "correlation": correlation_id or "none",
-        },
-        expires_in=expires_in,
-    )
-    return UploadTarget(
-        image_id=image_id,
-        url=post["url"],
-        fields=post["fields"],
-        expires_at=image.upload_expires_at.isoformat() if image.upload_expires_at else "",
-        max_bytes=request.size,
-    )
+    return target

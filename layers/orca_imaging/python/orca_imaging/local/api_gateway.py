@@ -48,7 +48,8 @@ class LocalApiGateway:
         self._issuer = issuer
         self._web_root = web_root
         self._stage = stage
-        self._routes = [_compile(r) for r in ROUTES]
+        # Like API Gateway, a literal path segment wins over a {parameter} in the same place.
+        self._routes = [_compile(r) for r in sorted(ROUTES, key=lambda r: r.path.count("{"))]
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)

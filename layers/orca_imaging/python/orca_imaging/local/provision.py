@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 
-from orca_imaging.resources import BUCKETS, QUEUES, TABLES, TableSpec
+from orca_imaging.resources import BUCKETS, QUEUES, STATE_MACHINES, TABLES, TableSpec
 
 LOCAL_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*"]
 
@@ -140,6 +140,15 @@ def provision(
         s3.put_bucket_notification_configuration(
             Bucket=bucket_name, NotificationConfiguration={"QueueConfigurations": configs}
         )
+
+    sfn = client("stepfunctions")
+    for machine in STATE_MACHINES:
+        arn = sfn.create_state_machine(
+            name=f"{prefix}-{machine.construct_id}",
+            definition=machine.definition(out.values),
+            roleArn="arn:aws:iam::123456789012:role/orca-local-states",
+        )["stateMachineArn"]
+        out.values[machine.settings_field] = arn
     return out
 
 

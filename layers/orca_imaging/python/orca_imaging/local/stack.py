@@ -56,6 +56,8 @@ class LocalStackConfig:
     api_port: int = 0  # 0: any free port
     moto_port: int = 0
     visibility_timeout_seconds: int = 30
+    # Batches are checked this often locally (10 s in AWS) so progress shows promptly.
+    batch_poll_seconds: int = 2
     # moto keeps one state per process: two stacks in one process need distinct names.
     resource_prefix: str = "orca-local"
     web_root: Path | None = field(default_factory=lambda: PROJECT_ROOT / "web")
@@ -169,6 +171,8 @@ class LocalStack:
                 "AWS_ACCESS_KEY_ID": "local",
                 "AWS_SECRET_ACCESS_KEY": "local",
                 "ORCA_ENDPOINT_URL": self.moto_url,
+                # moto's state-machine interpreter calls AWS services on localhost:MOTO_PORT.
+                "MOTO_PORT": self.moto_url.rsplit(":", 1)[1],
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_SERVICE_NAME": "orca-imaging",
             }
@@ -177,6 +181,7 @@ class LocalStack:
     def _configure_function_env(self, resources: LocalResources) -> None:
         for settings in SETTINGS_WITH_RESOURCES:
             os.environ.update(settings_env(settings, resources.values))
+        os.environ["ORCA_BATCH_POLL_SECONDS"] = str(self.config.batch_poll_seconds)
         clients.reset()
         from orca_imaging.settings import TableSettings, load
 
