@@ -16,7 +16,8 @@ from infra.constructs.permissions import Permissions
 from infra.constructs.queues import IntakeQueue
 from infra.constructs.storage import Storage
 from infra.constructs.tables import Tables
-from orca_imaging.resources import FUNCTIONS, QUEUES
+from infra.constructs.workflows import BatchTracker
+from orca_imaging.resources import FUNCTIONS, QUEUES, STATE_MACHINES
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -43,6 +44,20 @@ class ImagingStack(Stack):
             "kms_key_id": key.key_arn,
             "event_bus_name": bus.event_bus_name,
         }
+        self.trackers = {
+            spec.settings_field: BatchTracker(
+                self,
+                spec.construct_id,
+                spec=spec,
+                resource_values=resource_values,
+                tables=dict(tables.tables),
+                bus=bus,
+                key=key,
+                log_retention=retention,
+            )
+            for spec in STATE_MACHINES
+        }
+        resource_values |= {field: t.state_machine.state_machine_arn for field, t in self.trackers.items()}
         functions = {
             spec.name: ImagingFunction(
                 self,
@@ -61,6 +76,8 @@ class ImagingStack(Stack):
 
         permissions = Permissions(self, "Permissions", storage=storage, tables=tables)
         permissions.grant_api(functions["upload_url"])
+        for tracker in self.trackers.values():
+            tracker.grant_control(functions["upload_url"].role)  # type: ignore[arg-type]
         permissions.grant_intake(functions["process_image"])
         bus.grant_put_events_to(functions["process_image"])
 

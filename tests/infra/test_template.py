@@ -27,11 +27,11 @@ def test_each_cdk_table_has_the_pynamodb_models_keys_and_indexes(synth: Synth, f
     )
     cdk_indexes = {
         i["IndexName"]: (_keys(i["KeySchema"]), i["Projection"]["ProjectionType"])
-        for i in table["GlobalSecondaryIndexes"]
+        for i in table.get("GlobalSecondaryIndexes", [])
     }
     model_indexes = {
         i["index_name"]: (_keys(i["key_schema"]), i["projection"]["ProjectionType"])
-        for i in schema["global_secondary_indexes"]
+        for i in schema.get("global_secondary_indexes", [])
     }
     assert cdk_indexes == model_indexes
 

@@ -15,10 +15,21 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
+CLINICS = ("clinic-a", "clinic-b")
+PATIENTS = ("pat_1", "pat_2")
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    config = LocalStackConfig(state_dir=tmp_path_factory.mktemp("state"), visibility_timeout_seconds=2)
+    config = LocalStackConfig(
+        state_dir=tmp_path_factory.mktemp("state"), visibility_timeout_seconds=2, batch_poll_seconds=1
+    )
     with LocalStack(config) as running:
+        for clinic in CLINICS:  # the registry replica, written as the PMS sync would
+            admin = ApiClient(running, clinic, Role.CLINIC_ADMIN, user="usr_sync")
+            for patient in PATIENTS:
+                response = admin.put(f"/patients/{patient}", {"chartNumber": f"{clinic}-{patient}"})
+                assert response.status_code == 204, response.text
         yield running
 
 
@@ -35,8 +46,14 @@ class ApiClient:
     def post(self, path: str, body: Any) -> requests.Response:
         return requests.post(f"{self.base}{path}", json=body, headers=self.headers, timeout=30)
 
-    def get(self, path: str) -> requests.Response:
-        return requests.get(f"{self.base}{path}", headers=self.headers, timeout=30)
+    def get(self, path: str, **params: Any) -> requests.Response:
+        return requests.get(f"{self.base}{path}", headers=self.headers, params=params or None, timeout=30)
+
+    def put(self, path: str, body: Any) -> requests.Response:
+        return requests.put(f"{self.base}{path}", json=body, headers=self.headers, timeout=30)
+
+    def delete(self, path: str) -> requests.Response:
+        return requests.delete(f"{self.base}{path}", headers=self.headers, timeout=30)
 
     def upload(self, path: Path, *, patient: str = "pat_1", **extra: Any) -> dict[str, Any]:
         """Request a target and POST the file to it, as a browser would."""

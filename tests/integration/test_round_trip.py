@@ -26,7 +26,8 @@ def test_an_uploaded_jpeg_is_received_with_its_true_size_and_hash(
     image_id = target["imageId"]
     assert "clinic/clinic-a/original/" + image_id == target["fields"]["key"]
 
-    record = doctor.wait_for_status(image_id, "PROCESSING")
+    record = doctor.wait_for_status(image_id, "ACTIVE")
+    assert (record["width"], record["height"]) == (100, 68)
     assert record["originalSize"] == PHOTO.stat().st_size
     assert record["sha256"] == sha256_of(PHOTO)
     assert record["mimeType"] == "image/jpeg" and record["fileType"] == "PHOTO"
@@ -37,13 +38,13 @@ def test_an_uploaded_jpeg_is_received_with_its_true_size_and_hash(
     assert requests.get(record["urls"]["original"], timeout=30).content == PHOTO.read_bytes()
 
     trail = [e.action for e in repository.audit_trail("clinic-a", image_id)]
-    assert trail[:2] == ["UPLOAD_REQUESTED", "IMAGE_RECEIVED"]
+    assert trail[:3] == ["UPLOAD_REQUESTED", "IMAGE_RECEIVED", "IMAGE_PROCESSED"]
     assert "VIEW_URLS_ISSUED" in trail
 
 
 def test_the_request_correlation_id_follows_the_file(stack: LocalStack, doctor: ApiClient) -> None:
     target = doctor.upload(PHOTO)
-    doctor.wait_for_status(target["imageId"], "PROCESSING")
+    doctor.wait_for_status(target["imageId"], "ACTIVE")
     events = repository.audit_trail("clinic-a", target["imageId"])
     requested, received = events[0], events[1]
     assert requested.correlation_id and requested.correlation_id == received.correlation_id
@@ -52,7 +53,7 @@ def test_the_request_correlation_id_follows_the_file(stack: LocalStack, doctor: 
 def test_a_redelivered_event_changes_nothing(stack: LocalStack, doctor: ApiClient) -> None:
     target = doctor.upload(PHOTO)
     image_id = target["imageId"]
-    first = doctor.wait_for_status(image_id, "PROCESSING")
+    first = doctor.wait_for_status(image_id, "ACTIVE")
     assert stack.resources is not None
     queue_url = stack.resources.queue_urls["Intake"]
     bucket = stack.resources.values["originals_bucket"]
@@ -64,8 +65,8 @@ def test_a_redelivered_event_changes_nothing(stack: LocalStack, doctor: ApiClien
 
     after = repository.get_image("clinic-a", image_id)
     assert after.updated_at.isoformat() == first["updatedAt"].replace("+0000", "+00:00")
-    received = [e for e in repository.audit_trail("clinic-a", image_id) if e.action == "IMAGE_RECEIVED"]
-    assert len(received) == 1
+    actions = [e.action for e in repository.audit_trail("clinic-a", image_id)]
+    assert actions.count("IMAGE_RECEIVED") == actions.count("IMAGE_PROCESSED") == 1
 
 
 def _queue_drained(stack: LocalStack, queue_url: str) -> bool:
@@ -104,12 +105,17 @@ def test_a_checksum_mismatch_rejects_the_file_and_says_why(stack: LocalStack, do
         return None
 
     detail = stack.wait_until(rejected_event, timeout=20)
-    assert detail == {"clinicId": "clinic-a", "imageId": target["imageId"], "code": "checksum_mismatch"}
+    assert detail == {
+        "clinicId": "clinic-a",
+        "imageId": target["imageId"],
+        "batchId": None,
+        "code": "checksum_mismatch",
+    }
 
 
 def test_another_clinic_cannot_see_the_image(stack: LocalStack, doctor: ApiClient) -> None:
     target = doctor.upload(PHOTO)
-    doctor.wait_for_status(target["imageId"], "PROCESSING")
+    doctor.wait_for_status(target["imageId"], "ACTIVE")
     outsider = ApiClient(stack, "clinic-b", Role.CLINIC_ADMIN)
     hidden = outsider.get(f"/images/{target['imageId']}")
     missing = outsider.get("/images/img_doesnotexist")

@@ -55,7 +55,7 @@ def test_serve_comes_up_serves_an_upload_and_stops_cleanly(tmp_path: Path) -> No
                 "upload",
                 str(photo),
                 "--patient",
-                "pat_9",
+                "pat_2",
                 "--token",
                 token,
                 "--api",
@@ -67,7 +67,7 @@ def test_serve_comes_up_serves_an_upload_and_stops_cleanly(tmp_path: Path) -> No
         )
         assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
         record = json.loads(uploaded.stdout.strip().splitlines()[-1])
-        assert record["status"] == "PROCESSING" and record["patientId"] == "pat_9"
+        assert record["status"] in ("PROCESSING", "ACTIVE") and record["patientId"] == "pat_2"
         assert record["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest()
         assert requests.get(f"http://127.0.0.1:{api_port}/health", timeout=5).json() == {"status": "ok"}
     finally:

@@ -24,6 +24,9 @@ ENV = {
     "ORCA_ORIGINALS_BUCKET": "originals",
     "ORCA_DERIVED_BUCKET": "derived",
     "ORCA_KMS_KEY_ID": "key",
+    "ORCA_PATIENTS_TABLE": "patients",
+    "ORCA_BATCHES_TABLE": "batches",
+    "ORCA_BATCH_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:1:stateMachine:b",
     "POWERTOOLS_TRACE_DISABLED": "true",
 }
 GOOD_BODY = {"fileName": "a.jpg", "size": 10, "contentType": "image/jpeg", "patientId": "pat_1"}
@@ -36,6 +39,7 @@ def handler(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     clients.reset()
     import functions.upload_url.handler as module
 
+    # Reload so the module binds its tables from this test's environment.
     return importlib.reload(module)
 
 

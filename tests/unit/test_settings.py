@@ -37,6 +37,9 @@ def test_every_function_gets_every_resource_its_settings_need(monkeypatch: pytes
         "derived_bucket": "derived",
         "kms_key_id": "key",
         "event_bus_name": "bus",
+        "patients_table": "patients",
+        "batches_table": "batches",
+        "batch_state_machine_arn": "arn:aws:states:eu-west-1:1:stateMachine:b",
     }
     for spec in FUNCTIONS:
         env = settings_env(spec.settings, values)
