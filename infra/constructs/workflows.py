@@ -18,6 +18,8 @@ from constructs import Construct
 from infra.constructs.nag import acknowledge
 from orca_imaging.resources import DEFINITIONS, StateMachineSpec
 
+KEY_GRANT = "CDK's encrypt/decrypt grant on the data key."
+
 
 class BatchTracker(Construct):
     def __init__(
@@ -66,8 +68,8 @@ class BatchTracker(Construct):
                 "AwsSolutions-IAM5[Resource::*]": (
                     "X-Ray segments and CloudWatch Logs delivery accept only resource '*'."
                 ),
-                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": "CDK's encrypt/decrypt grant on the data key.",
-                "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": "CDK's encrypt/decrypt grant on the data key.",
+                "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]": KEY_GRANT,
+                "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": KEY_GRANT,
                 "HIPAA.Security-IAMNoInlinePolicy": "The state machine role's own policy: the tasks it runs.",
             },
         )
@@ -84,4 +86,5 @@ class BatchTracker(Construct):
         )
         policy = fn.grant_principal.node.try_find_child("DefaultPolicy") if isinstance(fn, iam.Role) else None
         target = policy or fn.grant_principal
-        acknowledge(target, {f"AwsSolutions-IAM5[{execution_arns}]": "Stop any execution of this one state machine."})
+        reason = "Stop any execution of this one state machine."
+        acknowledge(target, {f"AwsSolutions-IAM5[{execution_arns}]": reason})

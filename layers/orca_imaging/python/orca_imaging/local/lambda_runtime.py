@@ -42,8 +42,11 @@ class LocalContext:
 class FunctionHost:
     """Loads each function's handler once and invokes it, one invocation at a time.
 
-    Lambda runs one event per execution environment; the lock keeps module-level state
-    (the resolver's current event, the batch processor) from being shared by two threads.
+    Each host is a fresh execution environment: the first load (re)runs the handler
+    module's top level, as a Lambda cold start does, so the settings it validates at
+    import are this stack's even if an earlier stack in the process imported it.
+    Lambda runs one event per environment; the lock keeps module-level state (the
+    resolver's current event, the batch processor) from being shared by two threads.
     """
 
     def __init__(self) -> None:
@@ -55,7 +58,8 @@ class FunctionHost:
         with self._guard:
             if spec.name not in self._handlers:
                 module_name, attr = spec.entry.split(":")
-                self._handlers[spec.name] = getattr(importlib.import_module(module_name), attr)
+                module = importlib.reload(importlib.import_module(module_name))
+                self._handlers[spec.name] = getattr(module, attr)
                 self._locks[spec.name] = threading.Lock()
             return self._handlers[spec.name], self._locks[spec.name]
 
