@@ -170,8 +170,10 @@ def _start_tracking(sfn: SFNClient, settings: ApiSettings, batch: BatchModel, im
     execution_input = {
         "clinicId": batch.clinic_id,
         "batchId": batch.batch_id,
-        "deadline": batch.upload_deadline.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "pollSeconds": settings.batch_poll_seconds,
+        # The upload deadline as a number of polls: a counter behaves the same in AWS and
+        # in the local interpreter, where timestamp formats differ.
+        "clock": {"pollsLeft": -(-settings.batch_upload_timeout_seconds // settings.batch_poll_seconds)},
         "swept": False,
         "imageIds": image_ids,
     }

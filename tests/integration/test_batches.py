@@ -1,0 +1,208 @@
+"""Batches end to end on the local stack: real photos over HTTP, counts, events, cancel, timeout."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from itertools import cycle, islice
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from orca_imaging import settings
+from orca_imaging.local.stack import LocalStack
+from tests.conftest import CORPUS, corpus_files
+from tests.integration.conftest import ApiClient, s3_event
+
+PHOTOS = [p for p in corpus_files("photos")]
+TRUNCATED = CORPUS / "bad" / "jpeg_cut_half_canon.jpg"
+
+
+def batch_body(files: list[Path], **extra: Any) -> dict[str, Any]:
+    return {
+        "patientId": "pat_1",
+        "files": [
+            {"fileName": f"{i:03d}-{f.name}", "size": f.stat().st_size, "contentType": "image/jpeg"}
+            for i, f in enumerate(files)
+        ],
+        **extra,
+    }
+
+
+def post_file(target: dict[str, Any], path: Path) -> None:
+    response = requests.post(
+        target["url"], data=target["fields"], files={"file": path.read_bytes()}, timeout=60
+    )
+    assert response.status_code == 204, response.text
+
+
+def wait_for_batch(client: ApiClient, batch_id: str, *statuses: str, timeout: float = 90) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        view: dict[str, Any] = client.get(f"/upload/batch/{batch_id}").json()
+        return view if view["status"] in statuses else None
+
+    result: dict[str, Any] = client.stack.wait_until(done, timeout=timeout, interval=0.5)
+    return result
+
+
+@pytest.fixture
+def completed_events(stack: LocalStack) -> Any:
+    """Collects BatchCompleted events from the bus through an SQS target."""
+    sqs, events = stack.sqs(), stack.client("events")
+    assert stack.resources is not None
+    bus = stack.resources.values["event_bus_name"]
+    url = sqs.create_queue(QueueName="watch-batches")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(
+        Name="batches", EventBusName=bus, EventPattern=json.dumps({"detail-type": ["BatchCompleted"]})
+    )
+    events.put_targets(Rule="batches", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+
+    def find(batch_id: str) -> dict[str, Any]:
+        def look() -> dict[str, Any] | None:
+            for message in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, MaxNumberOfMessages=10).get(
+                "Messages", []
+            ):
+                detail: dict[str, Any] = json.loads(message["Body"])["detail"]
+                if detail["batchId"] == batch_id:
+                    return detail
+            return None
+
+        found: dict[str, Any] = stack.wait_until(look, timeout=30)
+        return found
+
+    return find
+
+
+def test_fifty_real_photos_complete_with_exact_counts(doctor: ApiClient, completed_events: Any) -> None:
+    files = list(islice(cycle(PHOTOS), 50))
+    response = doctor.post("/upload/batch", batch_body(files, source="migration"))
+    assert response.status_code == 201, response.text
+    batch = response.json()
+    assert len(batch["targets"]) == 50
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(post_file, batch["targets"], files))
+
+    view = wait_for_batch(doctor, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS")
+    assert view["status"] == "COMPLETED", view["errors"]
+    assert (view["total"], view["processed"], view["succeeded"], view["failed"]) == (50, 50, 50, 0)
+    assert view["progress"] == 100.0 and view["completedAt"]
+    assert {f["status"] for f in view["files"]} == {"SUCCEEDED"}
+    assert completed_events(batch["batchId"]) == {
+        "clinicId": "clinic-a",
+        "batchId": batch["batchId"],
+        "status": "COMPLETED",
+        "total": 50,
+        "succeeded": 50,
+        "failed": 0,
+    }
+
+
+def test_a_bad_file_fails_alone_with_its_reason(doctor: ApiClient) -> None:
+    files = [PHOTOS[0], TRUNCATED, PHOTOS[1]]
+    batch = doctor.post("/upload/batch", batch_body(files)).json()
+    for target, path in zip(batch["targets"], files, strict=True):
+        post_file(target, path)
+    view = wait_for_batch(doctor, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS")
+    assert view["status"] == "COMPLETED_WITH_ERRORS"
+    assert (view["succeeded"], view["failed"]) == (2, 1)
+    (error,) = view["errors"]
+    assert error["imageId"] == batch["targets"][1]["imageId"] and error["reason"] == "truncated"
+    # The rejected original is kept, and a copy sits in quarantine.
+    bad = doctor.get(f"/images/{error['imageId']}").json()
+    assert bad["status"] == "REJECTED" and bad["rejectCode"] == "truncated"
+    assert requests.get(bad["urls"]["original"], timeout=30).content == TRUNCATED.read_bytes()
+    s3 = doctor.stack.client("s3")
+    assert doctor.stack.resources is not None
+    quarantined = s3.get_object(
+        Bucket=doctor.stack.resources.values["originals_bucket"],
+        Key=f"quarantine/clinic/clinic-a/{error['imageId']}",
+    )
+    assert quarantined["Body"].read() == TRUNCATED.read_bytes()
+
+
+def test_a_redelivered_event_never_counts_twice(doctor: ApiClient) -> None:
+    files = [PHOTOS[2], PHOTOS[3]]
+    batch = doctor.post("/upload/batch", batch_body(files)).json()
+    post_file(batch["targets"][0], files[0])
+    first = doctor.wait_for_status(batch["targets"][0]["imageId"], "ACTIVE")
+    stack = doctor.stack
+    assert stack.resources is not None
+    body = s3_event(
+        stack.resources.values["originals_bucket"],
+        batch["targets"][0]["fields"]["key"],
+        first["objectVersion"],
+    )
+    for _ in range(3):
+        stack.sqs().send_message(QueueUrl=stack.resources.queue_urls["Intake"], MessageBody=body)
+    post_file(batch["targets"][1], files[1])
+    view = wait_for_batch(doctor, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS")
+    assert (view["processed"], view["succeeded"], view["failed"]) == (2, 2, 0)
+
+
+def test_cancel_mid_batch_keeps_what_was_processed(doctor: ApiClient) -> None:
+    files = [PHOTOS[4], PHOTOS[5], PHOTOS[6]]
+    batch = doctor.post("/upload/batch", batch_body(files)).json()
+    post_file(batch["targets"][0], files[0])
+    doctor.wait_for_status(batch["targets"][0]["imageId"], "ACTIVE")
+
+    cancelled = doctor.delete(f"/upload/batch/{batch['batchId']}")
+    assert cancelled.status_code == 200, cancelled.text
+    view = cancelled.json()
+    assert view["status"] == "CANCELLED" and view["cancelledAt"]
+    assert [f["status"] for f in view["files"]] == ["SUCCEEDED", "CANCELLED", "CANCELLED"]
+
+    stack = doctor.stack
+    batch_record = stack.client("stepfunctions").list_executions(
+        stateMachineArn=stack.resources.values["batch_state_machine_arn"] if stack.resources else ""
+    )["executions"]
+    (execution,) = [e for e in batch_record if e["name"] == batch["batchId"]]
+    assert execution["status"] == "ABORTED"
+
+    # A file that still arrives after the cancel is not processed or counted.
+    post_file(batch["targets"][1], files[1])
+    late = doctor.get(f"/images/{batch['targets'][1]['imageId']}").json()
+    assert late["status"] == "REJECTED" and late["rejectCode"] == "upload_cancelled"
+    again = doctor.delete(f"/upload/batch/{batch['batchId']}").json()  # cancelling twice is harmless
+    assert (again["status"], again["succeeded"], again["failed"]) == ("CANCELLED", 1, 0)
+
+
+def test_files_never_uploaded_fail_at_the_deadline(
+    doctor: ApiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ORCA_BATCH_UPLOAD_TIMEOUT_SECONDS", "3")
+    settings.load.cache_clear()
+    files = [PHOTOS[7], PHOTOS[8]]
+    batch = doctor.post("/upload/batch", batch_body(files)).json()
+    monkeypatch.undo()
+    settings.load.cache_clear()
+    post_file(batch["targets"][0], files[0])
+
+    view = wait_for_batch(doctor, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS", timeout=60)
+    assert view["status"] == "COMPLETED_WITH_ERRORS"
+    assert [(f["status"], f.get("reason")) for f in view["files"]] == [
+        ("SUCCEEDED", None),
+        ("FAILED", "upload_timeout"),
+    ]
+
+
+def test_a_finished_batch_cannot_be_cancelled(doctor: ApiClient) -> None:
+    batch = doctor.post("/upload/batch", batch_body([PHOTOS[9]])).json()
+    post_file(batch["targets"][0], PHOTOS[9])
+    wait_for_batch(doctor, batch["batchId"], "COMPLETED")
+    response = doctor.delete(f"/upload/batch/{batch['batchId']}")
+    assert response.status_code == 409 and response.json()["code"] == "conflict"
+
+
+def test_batch_requests_are_validated(doctor: ApiClient) -> None:
+    too_many = {
+        "files": [{"fileName": f"{i}.jpg", "size": 1, "contentType": "image/jpeg"} for i in range(1001)]
+    }
+    assert doctor.post("/upload/batch", too_many).status_code == 400
+    duplicate_names = {"files": [{"fileName": "a.jpg", "size": 1, "contentType": "image/jpeg"}] * 2}
+    response = doctor.post("/upload/batch", duplicate_names)
+    assert response.status_code == 400 and "unique" in response.json()["message"]
+    unknown_patient = doctor.post("/upload/batch", {**batch_body([PHOTOS[0]]), "patientId": "pat_nobody"})
+    assert unknown_patient.status_code == 404
