@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 from concurrent.futures import ThreadPoolExecutor
 from itertools import cycle, islice
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
 from orca_imaging import settings
-from orca_imaging.local.stack import LocalStack
 from tests.conftest import CORPUS, corpus_files
 from tests.integration.conftest import ApiClient, s3_event
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from orca_imaging.local.stack import LocalStack
 
 PHOTOS = [p for p in corpus_files("photos")]
 TRUNCATED = CORPUS / "bad" / "jpeg_cut_half_canon.jpg"

@@ -23,7 +23,14 @@ from orca_imaging.local.lambda_runtime import FunctionHost
 from orca_imaging.local.provision import LocalResources, provision
 from orca_imaging.local.scheduler import Scheduler
 from orca_imaging.local.sqs_pump import SqsPump
-from orca_imaging.resources import QUEUES, SCHEDULES, SETTINGS_WITH_RESOURCES, function, settings_env
+from orca_imaging.resources import (
+    QUEUES,
+    SCHEDULES,
+    SETTINGS_WITH_RESOURCES,
+    STATE_MACHINES,
+    function,
+    settings_env,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -132,6 +139,7 @@ class LocalStack:
     def stop(self) -> None:
         for service in reversed(self.config.services):
             service.stop()
+        self._stop_executions()
         if self.scheduler:
             self.scheduler.stop()
         for pump in self.pumps:
@@ -141,6 +149,19 @@ class LocalStack:
         if self._moto:
             self._moto.stop()
         self._restore_env()
+
+    def _stop_executions(self) -> None:
+        """Batch trackers poll until their batch ends; stop them with the stack."""
+        if not self.resources:
+            return
+        sfn = self.client("stepfunctions")
+        for machine in STATE_MACHINES:
+            arn = self.resources.values.get(machine.settings_field)
+            if not arn:
+                continue
+            running = sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]
+            for execution in running:
+                sfn.stop_execution(executionArn=execution["executionArn"], cause="local stack stopped")
 
     def _restore_env(self) -> None:
         """Give the process back the environment (and table bindings) it had before start."""
