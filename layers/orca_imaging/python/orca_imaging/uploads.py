@@ -125,15 +125,23 @@ def presigned_post(
     key: str,
     size: int,
     content_type: str,
-    kms_key_id: str,
+    kms_key_id: str | None,
     metadata: dict[str, str],
     expires_in: int,
 ) -> dict[str, Any]:
-    """A POST policy S3 enforces: exact key, exact size, type, SSE-KMS and metadata."""
+    """A POST policy S3 enforces: exact key, exact size, type, SSE-KMS and metadata.
+
+    `kms_key_id=None` leaves encryption to the bucket default; the service always names
+    its key, so an upload can never land unencrypted or under another key.
+    """
+    encryption = (
+        {"x-amz-server-side-encryption": "aws:kms", "x-amz-server-side-encryption-aws-kms-key-id": kms_key_id}
+        if kms_key_id
+        else {}
+    )
     fields: dict[str, str] = {
         "Content-Type": content_type,
-        "x-amz-server-side-encryption": "aws:kms",
-        "x-amz-server-side-encryption-aws-kms-key-id": kms_key_id,
+        **encryption,
         **{f"x-amz-meta-{name}": value for name, value in metadata.items()},
     }
     conditions: list[Any] = [
