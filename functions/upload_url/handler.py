@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.upload_url import routes_records, routes_uploads
 from orca_imaging import repository
-from orca_imaging.api import current_principal, install_error_handlers
+from orca_imaging.api import current_principal, install_error_handlers, openapi_document, responses
 from orca_imaging.observability import logger, metrics, tracer
 from orca_imaging.resources import API_BASE
 from orca_imaging.settings import ApiSettings, load
@@ -27,13 +27,10 @@ app.include_router(routes_uploads.router)
 app.include_router(routes_records.router)
 
 
-@app.get(f"{API_BASE}/openapi.json")
+@app.get(f"{API_BASE}/openapi.json", responses=responses(200))
 def openapi() -> dict[str, Any]:
     current_principal(app)  # any signed-in caller may read the API's description
-    schema: dict[str, Any] = app.get_openapi_schema(title="Orca Imaging API", version="1").model_dump(
-        mode="json", by_alias=True, exclude_none=True
-    )
-    return schema
+    return openapi_document(app, title="Orca Imaging API", version="1")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

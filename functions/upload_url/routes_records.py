@@ -5,10 +5,10 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from orca_imaging import clients, records
-from orca_imaging.api import correlation_id, current_principal, requires
+from orca_imaging.api import ID_PATTERN, correlation_id, current_principal, requires, responses
 from orca_imaging.auth import Permission
 from orca_imaging.models import FileType, ImageCategory, ImageStatus
 from orca_imaging.resources import API_BASE
@@ -17,9 +17,9 @@ from orca_imaging.settings import ApiSettings, load
 router = Router()
 
 
-@router.get(f"{API_BASE}/images/<image_id>")
+@router.get(f"{API_BASE}/images/<image_id>", responses=responses(200, 404))
 @requires(router, Permission.VIEW)
-def get_image(image_id: str) -> dict[str, Any]:
+def get_image(image_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> dict[str, Any]:
     return records.image_with_urls(
         current_principal(router),
         image_id,
@@ -29,17 +29,17 @@ def get_image(image_id: str) -> dict[str, Any]:
     )
 
 
-@router.delete(f"{API_BASE}/images/<image_id>")
+@router.delete(f"{API_BASE}/images/<image_id>", responses=responses(204, 404, 409))
 @requires(router, Permission.DELETE)
-def delete_image(image_id: str) -> Response[None]:
+def delete_image(image_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> Response[None]:
     records.soft_delete(current_principal(router), image_id, correlation_id=correlation_id())
     return Response(status_code=204)
 
 
-@router.get(f"{API_BASE}/patients/<patient_id>/images")
+@router.get(f"{API_BASE}/patients/<patient_id>/images", responses=responses(200, 404))
 @requires(router, Permission.VIEW)
 def patient_images(
-    patient_id: str,
+    patient_id: Annotated[str, Path(pattern=ID_PATTERN)],
     file_type: Annotated[FileType | None, Query(alias="fileType")] = None,
     category: Annotated[ImageCategory | None, Query()] = None,
     status: Annotated[ImageStatus | None, Query()] = None,
@@ -60,8 +60,10 @@ def patient_images(
     return records.patient_images(current_principal(router), patient_id, query)
 
 
-@router.put(f"{API_BASE}/patients/<patient_id>")
+@router.put(f"{API_BASE}/patients/<patient_id>", responses=responses(204))
 @requires(router, Permission.ADMIN)
-def put_patient(patient_id: str, record: Annotated[records.PatientRecord, Body()]) -> Response[None]:
+def put_patient(
+    patient_id: Annotated[str, Path(pattern=ID_PATTERN)], record: Annotated[records.PatientRecord, Body()]
+) -> Response[None]:
     records.put_patient(current_principal(router), patient_id, record, correlation_id=correlation_id())
     return Response(status_code=204)

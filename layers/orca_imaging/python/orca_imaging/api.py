@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError as PowertoolsValidationError,
 )
+from pydantic import BaseModel
 
 from orca_imaging.auth import Permission, Principal, principal_from_claims
 from orca_imaging.errors import NotFoundError, OrcaError, RequestValidationError
@@ -26,6 +27,41 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
+
+class ErrorBody(BaseModel):
+    """Every error the API returns."""
+
+    code: str
+    message: str
+    correlationId: str | None = None  # noqa: N815 - the wire name
+    details: dict[str, Any] | None = None
+
+
+_ERROR_TEXT = {
+    400: "The request is invalid; `details.fields` names each field",
+    401: "No valid token",
+    403: "The caller's roles lack the permission",
+    404: "Not found in the caller's clinic",
+    409: "The item is not in a state that allows this",
+    413: "The file is larger than the clinic allows",
+    503: "A dependency failed; retry",
+}
+
+
+def responses(success: int, *errors: int, description: str = "Success") -> dict[int, dict[str, Any]]:
+    """OpenAPI responses for a route: its success status and the errors it can return."""
+    documented: dict[int, dict[str, Any]] = {
+        code: {"description": _ERROR_TEXT[code], "content": {"application/json": {"model": ErrorBody}}}
+        for code in sorted({400, 401, 403, 503, *errors})
+    }
+    documented[success] = {"description": description}
+    if success != 204:
+        documented[success]["content"] = {"application/json": {"schema": {"type": "object"}}}
+    return documented
+
 
 # Route permissions, by the handler function's qualified name: the permission-matrix
 # tests and the README read this.
@@ -126,3 +162,15 @@ def image_view(image: ImageModel) -> dict[str, Any]:
     """The record as the API shows it: the spec's field names, no index plumbing."""
     view = {k: v for k, v in image.to_simple_dict().items() if k not in _INTERNAL_FIELDS}
     return view
+
+
+def openapi_document(app: APIGatewayRestResolver, *, title: str, version: str) -> dict[str, Any]:
+    """The resolver's OpenAPI document, corrected where Powertools guesses from annotations:
+    a 204 has no body, whatever the route's return type says."""
+    document: dict[str, Any] = app.get_openapi_schema(title=title, version=version).model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            operation.get("responses", {}).get("204", {}).pop("content", None)
+    return document

@@ -124,6 +124,8 @@ class LocalApiGateway:
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
         response = Response(data, status=result.get("statusCode", 200))
+        # Like API Gateway: no Content-Type unless the handler set one.
+        del response.headers["Content-Type"]
         for name, value in (result.get("headers") or {}).items():
             response.headers[name] = value
         for name, values in (result.get("multiValueHeaders") or {}).items():
