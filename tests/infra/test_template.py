@@ -158,3 +158,62 @@ def _is_api_role(synth: Synth, statement: dict[str, Any]) -> bool:
         if statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             return {"Ref": api_role} in policy["Properties"]["Roles"]
     return False
+
+
+def test_the_batch_tracker_runs_the_shared_definition(synth: Synth) -> None:
+    import json as _json
+
+    from orca_imaging.resources import DEFINITIONS, STATE_MACHINES
+
+    (spec,) = STATE_MACHINES
+    tracker = synth.stack.trackers[spec.settings_field].state_machine
+    props = synth.json["Resources"][synth.logical_id(tracker)]["Properties"]
+    # CDK uploads the very file as an asset; ${...} are filled from DefinitionSubstitutions.
+    assert set(props["DefinitionSubstitutions"]) == set(spec.substitutions)
+    asset_hash = props["DefinitionS3Location"]["Key"].removesuffix(".json")
+    shipped = (synth.outdir / f"asset.{asset_hash}.json").read_text()
+    shared = (DEFINITIONS / spec.definition_file).read_text()
+    assert _json.loads(shipped) == _json.loads(shared)
+    batches = synth.logical_id(synth.stack.tables.tables["batches_table"])
+    assert props["DefinitionSubstitutions"]["BatchesTable"] == {"Ref": batches}
+    assert props["TracingConfiguration"] == {"Enabled": True}
+    assert props["LoggingConfiguration"]["IncludeExecutionData"] is False
+    assert props["EncryptionConfiguration"]["Type"] == "CUSTOMER_MANAGED_KMS_KEY"
+    # Native integrations only: no Lambda task anywhere in the definition.
+    assert "lambda:invoke" not in shared and "arn:aws:lambda" not in shared
+
+
+def test_the_tracker_role_may_only_read_and_update_its_tables(synth: Synth) -> None:
+    tracker = synth.stack.trackers["batch_state_machine_arn"].state_machine
+    role_id = synth.logical_id(tracker.role)  # type: ignore[arg-type]
+    statements = [
+        s
+        for p in synth.resources("AWS::IAM::Policy").values()
+        if {"Ref": role_id} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    dynamo = [s for s in statements if any(str(a).startswith("dynamodb:") for a in _list(s["Action"]))]
+    assert {a for s in dynamo for a in _list(s["Action"])} == {"dynamodb:GetItem", "dynamodb:UpdateItem"}
+    assert any("events:PutEvents" in _list(s["Action"]) for s in statements)
+
+
+def test_the_api_function_may_start_and_stop_batch_executions(synth: Synth) -> None:
+    api_role = synth.logical_id(synth.stack.functions["upload_url"].role)  # type: ignore[arg-type]
+    actions = {
+        a
+        for p in synth.resources("AWS::IAM::Policy").values()
+        if {"Ref": api_role} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+        for a in _list(s["Action"])
+    }
+    assert {"states:StartExecution", "states:StopExecution"} <= actions
+    env = next(
+        f["Properties"]["Environment"]["Variables"]
+        for f in synth.resources("AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler") == "functions.upload_url.handler.lambda_handler"
+    )
+    assert "ORCA_BATCH_STATE_MACHINE_ARN" in env and "ORCA_PATIENTS_TABLE" in env
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
