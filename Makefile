@@ -9,7 +9,7 @@ export CDK_OUTDIR := cdk.out
 # Debian packages the integration tests use as real peers (installed when root and missing).
 DEBIAN_TOOLS := dcmtk orthanc chromium
 
-.PHONY: run test lint synth layer tools clean
+.PHONY: run test lint synth layer tools bench clean
 
 $(BIN)/.installed: requirements/dev.txt requirements/runtime.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ lint: $(BIN)/.installed
 synth: $(BIN)/.installed node_modules/.installed layer
 	node_modules/.bin/cdk synth --quiet
 	$(BIN)/cfn-lint --non-zero-exit-code error $(CDK_OUTDIR)/*.template.json
+
+# Speed runs live here, never in `make test`: this machine is shared and noisy.
+bench: $(BIN)/.installed
+	$(BIN)/python -m bench.upload_api
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out build .orca-local

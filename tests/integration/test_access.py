@@ -87,15 +87,23 @@ def test_permission_matrix(
 ID_ROUTES = sorted(k for k in REQUIRED if "{" in k[1])
 
 
+@pytest.fixture(scope="module")
+def target(stack: LocalStack) -> dict[str, str]:
+    """Clinic-a's ids for the isolation tests, apart from the matrix's (which deletes its own)."""
+    owner = ApiClient(stack, "clinic-a", Role.CLINICAL_STAFF)
+    image = owner.upload(PHOTO)["imageId"]
+    batch = owner.post("/upload/batch", {"files": [ONE_FILE], "patientId": "pat_1"}).json()["batchId"]
+    admin = ApiClient(stack, "clinic-a", Role.CLINIC_ADMIN)
+    assert admin.put("/patients/pat_only_in_a", {}).status_code == 204
+    return {"image_id": image, "batch_id": batch, "patient_id": "pat_only_in_a"}
+
+
 @pytest.mark.parametrize(("method", "path"), ID_ROUTES, ids=lambda v: str(v))
 def test_another_clinics_ids_are_not_found_and_audited(
-    stack: LocalStack, owned: dict[str, str], method: str, path: str
+    stack: LocalStack, target: dict[str, str], method: str, path: str
 ) -> None:
     outsider = ApiClient(stack, "clinic-b", Role.SUPER_ADMIN, user="usr_outsider")
-    foreign = dict(owned, patient_id="pat_only_in_a")
-    # pat_1 exists in both clinics' registries (the fixture seeds both); use one only clinic-a has.
-    admin_a = ApiClient(stack, "clinic-a", Role.CLINIC_ADMIN)
-    assert admin_a.put("/patients/pat_only_in_a", {}).status_code == 204
+    foreign = target  # its patient exists only in clinic-a's registry
     if path == "/patients/{patient_id}":
         pytest.skip("PUT creates the caller's own clinic's record: nothing of clinic-a's is reached")
     response = call(outsider, method, path, foreign)
@@ -106,4 +114,4 @@ def test_another_clinics_ids_are_not_found_and_audited(
     assert any(e.action == "ACCESS_NOT_FOUND" and e.actor == "usr_outsider" for e in trail)
     # And clinic-a's item is untouched.
     owner = ApiClient(stack, "clinic-a", Role.CLINIC_ADMIN)
-    assert owner.get(f"/images/{owned['image_id']}").json()["status"] != "DELETED"
+    assert owner.get(f"/images/{target['image_id']}").json()["status"] != "DELETED"

@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck, given, settings
+from schemathesis import checks
 
 from orca_imaging.auth import Role
 from orca_imaging.local.stack import LocalStack
 from tests.integration.conftest import ApiClient
-
 
 # What the issue asks: no 5xx, and every response as documented. (Schemathesis's "a
 # schema-valid request must succeed" check does not apply: an unknown patient or an

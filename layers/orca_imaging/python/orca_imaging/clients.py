@@ -9,9 +9,6 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.config import Config
-
 from orca_imaging.settings import AwsSettings, load
 
 if TYPE_CHECKING:
@@ -20,18 +17,21 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
     from mypy_boto3_stepfunctions import SFNClient
 
-_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 5},
-    # SigV4 everywhere: presigned POSTs with SSE-KMS require it.
-    signature_version="s3v4",
-    s3={"addressing_style": "path"},
-)
-
 
 def _client(service: Any) -> Any:
+    # boto3 (with s3transfer) costs ~0.4 s to import: only pay for it on first use.
+    import boto3
+    from botocore.config import Config
+
     aws = load(AwsSettings)
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 5},
+        # SigV4 everywhere: presigned POSTs with SSE-KMS require it.
+        signature_version="s3v4",
+        s3={"addressing_style": "path"},
+    )
     return boto3.session.Session().client(
-        service, region_name=aws.region, endpoint_url=aws.endpoint_url, config=_CONFIG
+        service, region_name=aws.region, endpoint_url=aws.endpoint_url, config=config
     )
 
 

@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from orca_imaging.settings import TableSettings
 
 _bound: dict[str, str | None] = {}
+# One connection for transactions, like the models' own: building one builds a botocore
+# client (~0.1 s), which must not happen per write.
+_transactions: list[Connection] = []
 
 
 def bind_tables(settings: TableSettings) -> None:
@@ -52,10 +55,13 @@ def bind_tables(settings: TableSettings) -> None:
         model.Meta.host = settings.endpoint_url
         model._connection = None  # drop a connection bound to an earlier endpoint
     _bound.update(region=settings.region, host=settings.endpoint_url)
+    _transactions.clear()
 
 
 def _connection() -> Connection:
-    return Connection(region=_bound.get("region"), host=_bound.get("host"))
+    if not _transactions:
+        _transactions.append(Connection(region=_bound.get("region"), host=_bound.get("host")))
+    return _transactions[0]
 
 
 def _is_condition_failure(error: Exception) -> bool:
