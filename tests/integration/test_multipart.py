@@ -39,6 +39,14 @@ def big_photo(tmp_path: Path) -> Path:
     return path
 
 
+def start(doctor: ApiClient, size: int) -> dict[str, Any]:
+    body = {"fileName": "big.jpg", "size": size, "contentType": "image/jpeg", "patientId": "pat_1"}
+    response = doctor.post("/upload", body)
+    assert response.status_code == 201, response.text
+    target: dict[str, Any] = response.json()
+    return target
+
+
 def put_part(url: str, data: bytes) -> str:
     response = requests.put(url, data=data, timeout=60)
     assert response.status_code == 200, response.text
@@ -47,10 +55,7 @@ def put_part(url: str, data: bytes) -> str:
 
 def test_upload_interrupt_resume_complete(doctor: ApiClient, small_parts: None, big_photo: Path) -> None:
     data = big_photo.read_bytes()
-    target = doctor.post(
-        "/upload",
-        {"fileName": "big.jpg", "size": len(data), "contentType": "image/jpeg", "patientId": "pat_1"},
-    ).json()
+    target = start(doctor, len(data))
     assert "fields" not in target
     multipart = target["multipart"]
     assert multipart["partSize"] == PART and [p["partNumber"] for p in multipart["parts"]] == [1, 2, 3]
@@ -80,10 +85,7 @@ def test_completion_refuses_parts_that_do_not_add_up(
     doctor: ApiClient, small_parts: None, big_photo: Path
 ) -> None:
     data = big_photo.read_bytes()
-    target = doctor.post(
-        "/upload",
-        {"fileName": "big.jpg", "size": len(data), "contentType": "image/jpeg", "patientId": "pat_1"},
-    ).json()
+    target = start(doctor, len(data))
     etag = put_part(target["multipart"]["parts"][0]["url"], data[:PART])
     response = doctor.post(
         f"/upload/{target['imageId']}/complete", {"parts": [{"partNumber": 1, "etag": etag}]}
@@ -96,10 +98,7 @@ def test_abort_rejects_the_file_and_frees_the_parts(
     doctor: ApiClient, small_parts: None, big_photo: Path
 ) -> None:
     data = big_photo.read_bytes()
-    target = doctor.post(
-        "/upload",
-        {"fileName": "big.jpg", "size": len(data), "contentType": "image/jpeg", "patientId": "pat_1"},
-    ).json()
+    target = start(doctor, len(data))
     put_part(target["multipart"]["parts"][0]["url"], data[:PART])
     assert doctor.delete(f"/upload/{target['imageId']}").status_code == 204
     record = doctor.get(f"/images/{target['imageId']}").json()
