@@ -37,6 +37,23 @@ def test_an_uploaded_jpeg_is_received_with_its_true_size_and_hash(
     # The original is in S3 byte for byte, and its view URL serves it.
     assert requests.get(record["urls"]["original"], timeout=30).content == PHOTO.read_bytes()
 
+    # Variants sit in the derived bucket, as JPEGs with cache headers, behind view URLs.
+    assert set(record["variantKeys"]) == {"thumb", "preview", "full"}
+    assert record["thumbnailKey"] == f"clinic/clinic-a/derived/{image_id}/thumb.jpg"
+    assert stack.resources is not None
+    s3 = stack.client("s3")
+    for name, key in record["variantKeys"].items():
+        head = s3.head_object(Bucket=stack.resources.values["derived_bucket"], Key=key)
+        assert head["ContentType"] == "image/jpeg" and "immutable" in head["CacheControl"]
+        assert head["ServerSideEncryption"] == "aws:kms"
+        assert requests.get(record["urls"][name], timeout=30).content.startswith(b"\xff\xd8")
+    # EXIF on the record: the summary, the capture time and the full block.
+    assert record["exif"]["model"] == "Canon EOS 40D" and record["exif"]["iso"] == 100
+    assert (
+        record["capturedAt"].startswith("2008-05-30T15:56:01") and record["capturedAtSource"] == "exif_local"
+    )
+    assert record["metadata"]["GPSInfo"]  # kept on the encrypted record, never in a variant
+
     trail = [e.action for e in repository.audit_trail("clinic-a", image_id)]
     assert trail[:3] == ["UPLOAD_REQUESTED", "IMAGE_RECEIVED", "IMAGE_PROCESSED"]
     assert "VIEW_URLS_ISSUED" in trail

@@ -8,6 +8,7 @@ turn every `OrcaError` (and request validation failures) into
 from __future__ import annotations
 
 import functools
+import json
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -158,9 +159,16 @@ _INTERNAL_FIELDS = {
 }
 
 
+# JSON attributes the simple dict leaves as text; the API returns them as objects.
+_JSON_FIELDS = ("metadata", "dicomData")
+
+
 def image_view(image: ImageModel) -> dict[str, Any]:
     """The record as the API shows it: the spec's field names, no index plumbing."""
     view = {k: v for k, v in image.to_simple_dict().items() if k not in _INTERNAL_FIELDS}
+    for name in _JSON_FIELDS:
+        if isinstance(view.get(name), str):
+            view[name] = json.loads(view[name])
     return view
 
 

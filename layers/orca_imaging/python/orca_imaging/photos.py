@@ -1,8 +1,8 @@
-"""Photo validation: a photo is accepted only if it fully decodes.
+"""Photos: validation, metadata and variants, from bytes to a `ProcessedPhoto`.
 
-The photo pipeline (EXIF, variants, quality, duplicates) builds on this; here a file is
-opened by its bytes with Pillow (and pillow-heif for HEIC/HEIF), decoded in full so a
-truncated file is caught, and its dimensions are read.
+A file is opened by its bytes with Pillow (and pillow-heif for HEIC/HEIF) and decoded in
+full, so a truncated file is caught; then its EXIF is read and its variants made. Pure:
+no AWS here.
 """
 
 from __future__ import annotations
@@ -10,10 +10,16 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from orca_imaging.errors import FileRejectedError
+from orca_imaging.exif import CaptureTime, ExifFields, capture_time, read_exif
+from orca_imaging.variants import Variant, full_resolution, small_variants
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 _HEIF_READY = False
 # A decompression bomb guard: 200 MP is far above any dental or DSLR photo.
@@ -37,7 +43,49 @@ class PhotoInfo:
     format: str
 
 
+_BIT_DEPTH = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}
+
+
+@dataclass(frozen=True)
+class ProcessedPhoto:
+    width: int  # as displayed: after the EXIF orientation
+    height: int
+    format: str
+    mode: str
+    bit_depth: int
+    color_space: str
+    exif: ExifFields
+    captured: CaptureTime
+    variants: list[Variant]
+
+
+def process_photo(data: bytes, uploaded_at: datetime) -> ProcessedPhoto:
+    """Validate, read EXIF and capture time, and make the three variants."""
+    image = open_photo(data)
+    fields = read_exif(image)
+    upright = ImageOps.exif_transpose(image) or image
+    full = full_resolution(data, image, upright, fields.orientation)
+    icc = image.info.get("icc_profile")
+    return ProcessedPhoto(
+        width=upright.width,
+        height=upright.height,
+        format=image.format or "",
+        mode=image.mode,
+        bit_depth=_BIT_DEPTH.get(image.mode, 8),
+        color_space=fields.color_space or ("ICC" if icc else image.mode),
+        exif=fields,
+        captured=capture_time(fields, uploaded_at),
+        variants=[*small_variants(data, image), full],
+    )
+
+
 def decode_photo(data: bytes) -> PhotoInfo:
+    """Open and fully decode a photo; raise FileRejectedError with a specific reason."""
+    image = open_photo(data)
+    return PhotoInfo(width=image.width, height=image.height, mode=image.mode, format=image.format or "")
+
+
+def open_photo(data: bytes) -> Image.Image:
     """Open and fully decode a photo; raise FileRejectedError with a specific reason."""
     _register_heif()
     try:
@@ -58,4 +106,4 @@ def decode_photo(data: bytes) -> PhotoInfo:
     except (OSError, SyntaxError, ValueError) as e:
         reason = "truncated" if "truncated" in str(e).lower() else "corrupt_image"
         raise FileRejectedError(reason, "the image could not be decoded in full") from e
-    return PhotoInfo(width=image.width, height=image.height, mode=image.mode, format=image.format or "")
+    return image

@@ -16,8 +16,8 @@ from orca_imaging import events as domain_events
 from orca_imaging import photos, repository
 from orca_imaging.errors import DependencyError, FileRejectedError
 from orca_imaging.intake import ACTOR, ObjectCreated, Received, StoredObject, receive_original
-from orca_imaging.keys import quarantine_key
-from orca_imaging.models import ImageModel, ImageStatus
+from orca_imaging.keys import derived_key, quarantine_key
+from orca_imaging.models import ExifSummary, FileType, ImageModel, ImageStatus
 from orca_imaging.observability import logger, metrics
 
 if TYPE_CHECKING:
@@ -27,15 +27,64 @@ if TYPE_CHECKING:
 
     from orca_imaging.settings import ConsumerSettings
 
-# What a kind's processing returns: the record fields it sets on success.
-Processor = Callable[[StoredObject], dict[str, Any]]
+# A kind's processing: the record fields it sets on success (or FileRejectedError).
+Processor = Callable[[ImageModel, StoredObject, "S3Client", "ConsumerSettings"], dict[str, Any]]
+
+# Variants are immutable once written (a new original gets a new image id).
+VARIANT_CACHE_CONTROL = "private, max-age=31536000, immutable"
 
 
-def _process_photo(stored: StoredObject) -> dict[str, Any]:
+def _process_photo(
+    image: ImageModel, stored: StoredObject, s3: S3Client, settings: ConsumerSettings
+) -> dict[str, Any]:
     if stored.body is None:
         raise FileRejectedError("too_large", "the photo is larger than the pipeline accepts")
-    info = photos.decode_photo(stored.body)
-    return {"width": info.width, "height": info.height, "color_space": info.mode}
+    photo = photos.process_photo(stored.body, image.received_at or image.created_at)
+    keys = {}
+    for variant in photo.variants:
+        key = derived_key(image.clinic_id, image.image_id, variant.name)
+        _put_derived(s3, settings, key, variant.data, variant.content_type)
+        keys[variant.name.removesuffix(".jpg")] = key
+    fields = photo.exif
+    return {
+        "file_type": FileType.PHOTO,
+        "width": photo.width,
+        "height": photo.height,
+        "color_space": photo.color_space,
+        "bit_depth": photo.bit_depth,
+        "captured_at": photo.captured.at,
+        "captured_at_source": photo.captured.source,
+        "device_name": " ".join(v for v in (fields.make, fields.model) if v) or None,
+        "exif": ExifSummary(
+            make=fields.make,
+            model=fields.model,
+            lens=fields.lens,
+            focal_length=fields.focal_length,
+            aperture=fields.aperture,
+            shutter_speed=fields.shutter_speed,
+            iso=fields.iso,
+            orientation=fields.orientation,
+        ),
+        "metadata": fields.full or None,
+        "variant_keys": keys,
+        "thumbnail_key": keys["thumb"],
+        "preview_key": keys["preview"],
+    }
+
+
+def _put_derived(s3: S3Client, settings: ConsumerSettings, key: str, data: bytes, content_type: str) -> None:
+    try:
+        s3.put_object(
+            Bucket=settings.derived_bucket,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+            CacheControl=VARIANT_CACHE_CONTROL,
+            ServerSideEncryption="aws:kms",
+            SSEKMSKeyId=settings.kms_key_id,
+        )
+    except (BotoCoreError, ClientError) as e:
+        raise DependencyError("writing a variant failed") from e
 
 
 PROCESSORS: dict[str, Processor] = {
@@ -75,7 +124,7 @@ def process_original(
                 logger.info("received; this kind's processing is not available yet", extra={"kind": kind})
                 return received
             raise FileRejectedError("unsupported_format", "the file is not a format the system accepts")
-        changes = processor(received.stored)
+        changes = processor(image, received.stored, s3, settings)
     except FileRejectedError as rejection:
         _reject(image, rejection, s3=s3, events=events, settings=settings)
         return received

@@ -1,0 +1,145 @@
+"""Variants of a photo: a 150 px thumbnail, an 800 px preview and a full-resolution web copy.
+
+All are sRGB JPEGs with the EXIF orientation applied and no metadata (no EXIF, no GPS).
+The original is never touched. The full-resolution copy avoids needless loss: a baseline
+or progressive JPEG that needs no pixel change (upright, sRGB or untagged, RGB or grey)
+keeps its compressed data as is, with only the metadata segments removed; anything else
+is re-encoded once at high quality. Small variants decode JPEGs at reduced scale (DCT
+scaling, `Image.draft`), which is several times cheaper than a full decode.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+from PIL import Image, ImageCms, ImageOps
+
+THUMBNAIL_PX = 150
+PREVIEW_PX = 800
+SMALL_QUALITY = 85
+FULL_QUALITY = 92
+
+_SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+# JPEG markers kept when metadata is stripped: JFIF (APP0), ICC (APP2, only when sRGB),
+# Adobe (APP14, which says how to read the colour channels). Everything else in APP1-APP15
+# and COM is metadata: EXIF and its GPS, XMP, IPTC, maker notes, comments.
+_KEEP_APP = {0xE0, 0xE2, 0xEE}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # the derived object's name: thumb.jpg, preview.jpg, full.jpg
+    data: bytes
+    width: int
+    height: int
+    lossless: bool = False
+    content_type: str = "image/jpeg"
+
+
+def _is_srgb(image: Image.Image) -> bool:
+    icc = image.info.get("icc_profile")
+    if not icc:
+        return True  # untagged is taken as sRGB, as browsers do
+    try:
+        description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+    except (ImageCms.PyCMSError, OSError):
+        return False
+    return "srgb" in description.lower()
+
+
+def to_srgb(image: Image.Image) -> Image.Image:
+    """RGB (or L) pixels in sRGB, converting CMYK and ICC-tagged images through their profile."""
+    icc = image.info.get("icc_profile")
+    if icc and image.mode != "L" and not _is_srgb(image):
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            base = image if image.mode in ("RGB", "CMYK") else image.convert("RGB")
+            converted = ImageCms.profileToProfile(base, source, _SRGB, outputMode="RGB")
+            if converted is not None:
+                return converted
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass  # an unreadable profile: fall back to a plain conversion
+    if image.mode in ("RGB", "L"):
+        return image
+    if image.mode in ("RGBA", "LA", "P", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGB", rgba.size, (255, 255, 255))
+        flat.paste(rgba, mask=rgba.getchannel("A"))
+        return flat
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return ImageOps.autocontrast(image.convert("I").point(lambda v: v / 256).convert("L"))
+    return image.convert("RGB")
+
+
+def _encode(image: Image.Image, quality: int) -> bytes:
+    out = io.BytesIO()
+    # Pillow would carry the source's JPEG comment over (scanners write names there).
+    image.save(
+        out, "JPEG", quality=quality, optimize=image.width * image.height <= PREVIEW_PX**2, comment=b""
+    )
+    return out.getvalue()
+
+
+def _scaled(image: Image.Image, name: str, size: int) -> Variant:
+    copy = image.copy()
+    copy.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return Variant(name, _encode(copy, SMALL_QUALITY), copy.width, copy.height)
+
+
+def strip_jpeg_metadata(data: bytes) -> bytes | None:
+    """The JPEG with its metadata segments removed and its compressed data untouched.
+
+    Walks the marker segments up to the first SOS (ISO/IEC 10918-1, B.1.1), then copies
+    the scan data through EOI; bytes after EOI (appended data) are dropped. Returns None
+    for a stream it cannot walk.
+    """
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    out = bytearray(b"\xff\xd8")
+    i = 2
+    while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        segment = data[i : i + 2 + length]
+        if marker == 0xDA:  # start of scan: the rest is entropy-coded data up to EOI
+            end = data.find(b"\xff\xd9", i)
+            if end < 0:
+                return None
+            out += data[i : end + 2]
+            return bytes(out)
+        if not (0xE1 <= marker <= 0xEF or marker == 0xFE) or marker in _KEEP_APP:
+            out += segment
+        i += 2 + length
+    return None
+
+
+def full_resolution(original: bytes, image: Image.Image, upright: Image.Image, orientation: int) -> Variant:
+    """Lossless when the original JPEG needs no pixel change; else one high-quality encode."""
+    needs_pixels = (
+        image.format != "JPEG" or orientation != 1 or image.mode not in ("RGB", "L") or not _is_srgb(image)
+    )
+    if not needs_pixels and (stripped := strip_jpeg_metadata(original)) is not None:
+        return Variant("full.jpg", stripped, image.width, image.height, lossless=True)
+    rgb = to_srgb(upright)
+    return Variant("full.jpg", _encode(rgb, FULL_QUALITY), rgb.width, rgb.height)
+
+
+def small_variants(original: bytes, fallback: Image.Image) -> list[Variant]:
+    """Thumbnail and preview; a JPEG is decoded again at reduced scale for them."""
+    source = fallback
+    if fallback.format == "JPEG" and max(fallback.size) > 2 * PREVIEW_PX:
+        reduced = Image.open(io.BytesIO(original))
+        reduced.draft("RGB" if reduced.mode != "L" else "L", (PREVIEW_PX, PREVIEW_PX))
+        source = ImageOps.exif_transpose(reduced) or reduced
+    else:
+        source = ImageOps.exif_transpose(fallback) or fallback
+    rgb = to_srgb(source)
+    preview = _scaled(rgb, "preview.jpg", PREVIEW_PX)
+    thumb = _scaled(rgb, "thumb.jpg", THUMBNAIL_PX)
+    return [thumb, preview]

@@ -1,0 +1,143 @@
+"""Every real photo: accepted, upright variants of the right size and aspect, no metadata
+in any variant, the capture time the manifest records, and a lossless copy when possible."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+from orca_imaging.photos import ProcessedPhoto, process_photo
+from orca_imaging.variants import strip_jpeg_metadata
+from tests.conftest import CORPUS, corpus_files
+
+UPLOADED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+PHOTOS = corpus_files("photos")
+
+
+@cache
+def processed(path: Path) -> ProcessedPhoto:
+    return process_photo(path.read_bytes(), UPLOADED)
+
+
+@cache
+def manifest() -> dict[str, str]:
+    with (CORPUS / "MANIFEST.tsv").open() as f:
+        return {row["relative_path"]: row["description"] for row in csv.DictReader(f, delimiter="\t")}
+
+
+def segments(data: bytes) -> list[tuple[int, int]]:
+    """(marker, offset) of each JPEG segment up to and including the first scan."""
+    found, i = [], 2
+    while i + 4 <= len(data) and data[i] == 0xFF:
+        marker = data[i + 1]
+        found.append((marker, i))
+        if marker == 0xDA:
+            break
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+    return found
+
+
+def variant(photo: ProcessedPhoto, name: str) -> Image.Image:
+    (found,) = [v for v in photo.variants if v.name == name]
+    return Image.open(io.BytesIO(found.data))
+
+
+@pytest.mark.parametrize("path", PHOTOS, ids=lambda p: p.name)
+def test_variants_are_upright_sized_and_keep_the_aspect(path: Path) -> None:
+    photo = processed(path)
+    stored = Image.open(path)
+    turned = photo.exif.orientation in (5, 6, 7, 8)
+    assert (photo.width, photo.height) == ((stored.height, stored.width) if turned else stored.size)
+    for name, limit in (
+        ("thumb.jpg", 150),
+        ("preview.jpg", 800),
+        ("full.jpg", max(photo.width, photo.height)),
+    ):
+        image = variant(photo, name)
+        assert image.format == "JPEG" and image.mode in ("RGB", "L")
+        assert max(image.size) == min(limit, max(photo.width, photo.height))
+        # Same aspect as the upright photo, to within a pixel of rounding.
+        assert abs(image.width * photo.height - image.height * photo.width) <= max(photo.width, photo.height)
+
+
+@pytest.mark.parametrize("path", PHOTOS, ids=lambda p: p.name)
+def test_no_variant_carries_exif_or_gps(path: Path) -> None:
+    for v in processed(path).variants:
+        markers = {marker for marker, _ in segments(v.data)}
+        assert 0xDA in markers  # the walk reached the scan
+        assert not markers & {0xE1, 0xED, 0xFE}, v.name  # no EXIF/XMP, IPTC or comment segments
+        assert not Image.open(io.BytesIO(v.data)).getexif()
+
+
+@pytest.mark.parametrize("path", PHOTOS, ids=lambda p: p.name)
+def test_capture_time_is_the_manifests_date_time_original(path: Path) -> None:
+    description = manifest()[path.relative_to(CORPUS).as_posix()]
+    match = re.search(r"DateTimeOriginal='([^']*)'", description)
+    recorded = match.group(1) if match else ""
+    photo = processed(path)
+    if recorded and datetime.strptime(recorded, "%Y:%m:%d %H:%M:%S").replace(tzinfo=UTC) < UPLOADED:
+        assert photo.captured.source in ("exif", "exif_local")
+        local = photo.captured.at
+        if photo.captured.source == "exif" and photo.exif.offset_time_original:
+            sign = 1 if photo.exif.offset_time_original[0] == "+" else -1
+            hours, minutes = map(int, photo.exif.offset_time_original[1:].split(":"))
+            local = local.astimezone(UTC).replace(tzinfo=None)
+            local = local.replace(tzinfo=UTC) + sign * (datetime(1, 1, 1, hours, minutes) - datetime(1, 1, 1))
+        assert local.strftime("%Y:%m:%d %H:%M:%S") == recorded
+    else:  # blank, garbage, or in the future: the upload time, and the record says so
+        assert (photo.captured.at, photo.captured.source) == (UPLOADED, "upload_time_fallback")
+
+
+def test_all_eight_orientations_come_out_as_the_same_upright_picture() -> None:
+    previews = {
+        p.name: variant(processed(p), "preview.jpg").convert("RGB")
+        for p in corpus_files("photos/orientation")
+    }
+    reference = previews.pop("landscape_1.jpg")
+    assert len(previews) == 7
+    for name, image in previews.items():
+        assert image.size == reference.size, name
+        difference = ImageStat.Stat(ImageChops.difference(image, reference)).mean
+        assert max(difference) < 12, (name, difference)  # a wrong turn differs by ~60+
+
+
+def test_an_untouched_jpeg_keeps_its_compressed_data() -> None:
+    path = CORPUS / "photos" / "canon_eos1300d_18mp.jpg"
+    (full,) = [v for v in processed(path).variants if v.name == "full.jpg"]
+    assert full.lossless
+    original = path.read_bytes()
+    scan = segments(original)[-1][1]  # the main image's scan, not the EXIF thumbnail's
+    kept = original[scan : original.index(b"\xff\xd9", scan) + 2]
+    assert full.data.endswith(kept) and len(kept) > 0.9 * len(full.data)
+    assert len(full.data) < len(original)  # the metadata (EXIF, maker notes, thumbnail) is gone
+
+
+def test_a_turned_jpeg_is_re_encoded_upright() -> None:
+    (full,) = [
+        v for v in processed(CORPUS / "photos" / "canon_sx60_orient6.jpg").variants if v.name == "full.jpg"
+    ]
+    assert not full.lossless and (full.width, full.height) == (1536, 2048)
+
+
+def test_cmyk_becomes_srgb_with_the_same_colours(tmp_path: Path) -> None:
+    source = Image.open(CORPUS / "photos" / "ortho_intraoral_nikon_d90.jpg").convert("RGB")
+    source.thumbnail((600, 600))
+    cmyk = tmp_path / "cmyk.jpg"
+    source.convert("CMYK").save(cmyk, "JPEG", quality=95)
+    photo = process_photo(cmyk.read_bytes(), UPLOADED)
+    preview = variant(photo, "preview.jpg")
+    assert preview.mode == "RGB"
+    expected = source.resize(preview.size)
+    assert max(ImageStat.Stat(ImageChops.difference(preview.convert("RGB"), expected)).mean) < 12
+
+
+def test_stripping_refuses_what_is_not_a_jpeg_stream() -> None:
+    assert strip_jpeg_metadata(b"\x89PNG\r\n\x1a\n") is None
+    assert strip_jpeg_metadata(b"\xff\xd8\xff\xe1\x00\x10Exif") is None
