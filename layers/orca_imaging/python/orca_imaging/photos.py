@@ -16,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.exif import CaptureTime, ExifFields, capture_time, read_exif
+from orca_imaging.quality import Quality, assess
 from orca_imaging.variants import Variant, full_resolution, small_variants
 
 if TYPE_CHECKING:
@@ -57,14 +58,17 @@ class ProcessedPhoto:
     exif: ExifFields
     captured: CaptureTime
     variants: list[Variant]
+    quality: Quality
 
 
-def process_photo(data: bytes, uploaded_at: datetime) -> ProcessedPhoto:
-    """Validate, read EXIF and capture time, and make the three variants."""
+def process_photo(data: bytes, uploaded_at: datetime, *, min_pixels: int | None = None) -> ProcessedPhoto:
+    """Validate, read EXIF and capture time, make the three variants and score quality."""
     image = open_photo(data)
     fields = read_exif(image)
     upright = ImageOps.exif_transpose(image) or image
     full = full_resolution(data, image, upright, fields.orientation)
+    small = small_variants(data, image)
+    preview = next(v for v in small if v.name == "preview.jpg")
     icc = image.info.get("icc_profile")
     return ProcessedPhoto(
         width=upright.width,
@@ -75,7 +79,10 @@ def process_photo(data: bytes, uploaded_at: datetime) -> ProcessedPhoto:
         color_space=fields.color_space or ("ICC" if icc else image.mode),
         exif=fields,
         captured=capture_time(fields, uploaded_at),
-        variants=[*small_variants(data, image), full],
+        variants=[*small, full],
+        quality=assess(
+            Image.open(io.BytesIO(preview.data)), pixels=upright.width * upright.height, min_pixels=min_pixels
+        ),
     )
 
 

@@ -69,6 +69,9 @@ def _process_photo(
         "variant_keys": keys,
         "thumbnail_key": keys["thumb"],
         "preview_key": keys["preview"],
+        "quality_score": photo.quality.score,
+        "quality_notes": photo.quality.notes or None,
+        "needs_retake": photo.quality.score < settings.retake_threshold,
     }
 
 
@@ -128,9 +131,14 @@ def process_original(
     except FileRejectedError as rejection:
         _reject(image, rejection, s3=s3, events=events, settings=settings)
         return received
-    _finish(image, ImageStatus.ACTIVE, "IMAGE_PROCESSED", "succeeded", changes)
+    if not _finish(image, ImageStatus.ACTIVE, "IMAGE_PROCESSED", "succeeded", changes):
+        return received
     metrics.add_metric(name="ImagesProcessed", unit="Count", value=1)
     _publish(events, settings, "ImageProcessed", image, {"status": image.status, "fileType": image.file_type})
+    if image.needs_retake:
+        metrics.add_metric(name="RetakesNeeded", unit="Count", value=1)
+        retake = {"qualityScore": image.quality_score, "notes": list(image.quality_notes or [])}
+        _publish(events, settings, "RetakeNeeded", image, retake)
     return received
 
 

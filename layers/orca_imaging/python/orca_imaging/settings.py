@@ -61,6 +61,8 @@ class ConsumerSettings(StorageSettings):
     """The SQS consumers."""
 
     event_bus_name: str
+    # Below this quality score a photo is flagged `needsRetake` and RetakeNeeded is sent.
+    retake_threshold: float = Field(default=40.0, ge=0, le=100)
 
 
 SettingsT = TypeVar("SettingsT", bound=AwsSettings)
