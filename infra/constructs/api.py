@@ -16,6 +16,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as waf
 from constructs import Construct
 
+from infra.constructs.logs import encrypted_log_group
 from infra.constructs.nag import acknowledge, managed_policy_finding
 from orca_imaging.auth import Role
 from orca_imaging.resources import ROUTES
@@ -63,13 +64,7 @@ class ImagingApi(Construct):
         )
         authorizer = apigw.CognitoUserPoolsAuthorizer(self, "Authorizer", cognito_user_pools=[self.user_pool])
 
-        access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            retention=log_retention,
-            encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        access_logs = encrypted_log_group(self, "AccessLogs", key=key, retention=log_retention)
         self.rest_api = apigw.RestApi(
             self,
             "Api",
@@ -141,13 +136,12 @@ class ImagingApi(Construct):
             ],
         )
         # WAF only delivers to log groups whose name starts with "aws-waf-logs-".
-        firewall_logs = logs.LogGroup(
+        firewall_logs = encrypted_log_group(
             self,
             "FirewallLogs",
-            log_group_name=f"aws-waf-logs-{Stack.of(self).stack_name}-api",
+            key=key,
             retention=log_retention,
-            encryption_key=key,
-            removal_policy=RemovalPolicy.RETAIN,
+            name=f"aws-waf-logs-{Stack.of(self).stack_name}-api",
         )
         waf.CfnLoggingConfiguration(
             self,

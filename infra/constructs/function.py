@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.constructs.logs import encrypted_log_group
 from infra.constructs.nag import acknowledge, managed_policy_finding
 from orca_imaging.observability import METRICS_NAMESPACE, SERVICE
 from orca_imaging.resources import FunctionSpec, settings_env
@@ -49,9 +50,7 @@ class ImagingFunction(Construct):
         reserved_concurrency: int,
     ) -> None:
         super().__init__(scope, construct_id)
-        log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.RETAIN
-        )
+        log_group = encrypted_log_group(self, "Logs", key=key, retention=log_retention)
         self.function = lambda_.Function(
             self,
             "Function",

@@ -6,12 +6,12 @@ can reach nothing but the gateway endpoints (S3, DynamoDB) and the interface end
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra.constructs.logs import encrypted_log_group
 from infra.constructs.nag import acknowledge
 
 INTERFACE_ENDPOINTS = {
@@ -42,9 +42,7 @@ class Network(Construct):
                 "DynamoDb": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.DYNAMODB),
             },
         )
-        flow_logs = logs.LogGroup(
-            self, "FlowLogs", retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.RETAIN
-        )
+        flow_logs = encrypted_log_group(self, "FlowLogs", key=key, retention=log_retention)
         self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
 
         self.functions_security_group = ec2.SecurityGroup(

@@ -6,7 +6,7 @@ resource names. Its role gets exactly what the definition's tasks call.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -15,6 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra.constructs.logs import encrypted_log_group
 from infra.constructs.nag import acknowledge
 from orca_imaging.resources import DEFINITIONS, StateMachineSpec
 
@@ -35,9 +36,7 @@ class BatchTracker(Construct):
         log_retention: logs.RetentionDays,
     ) -> None:
         super().__init__(scope, construct_id)
-        log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention, encryption_key=key, removal_policy=RemovalPolicy.RETAIN
-        )
+        log_group = encrypted_log_group(self, "Logs", key=key, retention=log_retention)
         self.state_machine = sfn.StateMachine(
             self,
             "StateMachine",

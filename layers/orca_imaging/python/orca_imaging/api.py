@@ -135,12 +135,10 @@ def _audit_not_found(app: APIGatewayRestResolver, subject: tuple[str, str]) -> N
     from orca_imaging import repository
 
     principal = current_principal(app)
-    repository.record_audit(
-        clinic_id=principal.clinic_id,
-        action="ACCESS_NOT_FOUND",
-        actor=principal.user_id,
-        subject_type=subject[0],
-        subject_id=subject[1],
+    repository.record_caller_audit(
+        principal,
+        "ACCESS_NOT_FOUND",
+        subject,
         correlation_id=correlation_id(),
         details={"path": app.current_event.path, "method": app.current_event.http_method},
     )

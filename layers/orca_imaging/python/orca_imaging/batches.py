@@ -145,12 +145,10 @@ def create_batch(
     repository.create_batch(batch)
     repository.put_images(
         images,
-        repository.audit_event(
-            clinic_id=principal.clinic_id,
-            action="BATCH_REQUESTED",
-            actor=principal.user_id,
-            subject_type="batch",
-            subject_id=batch_id,
+        repository.caller_audit(
+            principal,
+            "BATCH_REQUESTED",
+            ("batch", batch_id),
             correlation_id=correlation_id,
             details={"files": len(images), "kind": str(kind), "source": str(request.source)},
         ),
@@ -254,12 +252,10 @@ def cancel_batch(
         )
         if not changed:  # it finished (or was cancelled) meanwhile
             return batch_view(principal, batch_id)
-        repository.record_audit(
-            clinic_id=principal.clinic_id,
-            action="BATCH_CANCELLED",
-            actor=principal.user_id,
-            subject_type="batch",
-            subject_id=batch_id,
+        repository.record_caller_audit(
+            principal,
+            "BATCH_CANCELLED",
+            ("batch", batch_id),
             correlation_id=correlation_id,
         )
     if batch.execution_arn:
@@ -296,12 +292,10 @@ def expire_pending_upload(
         except ClientError as e:
             if e.response.get("Error", {}).get("Code") != "NoSuchUpload":
                 raise DependencyError("aborting a multipart upload failed") from e
-    audit = repository.audit_event(
-        clinic_id=principal.clinic_id,
-        action="UPLOAD_EXPIRED",
-        actor=principal.user_id,
-        subject_type="image",
-        subject_id=image.image_id,
+    audit = repository.caller_audit(
+        principal,
+        "UPLOAD_EXPIRED",
+        ("image", image.image_id),
         correlation_id=correlation_id,
         details={"reason": reason},
     )

@@ -54,12 +54,10 @@ def image_with_urls(
                 Params={"Bucket": settings.derived_bucket, "Key": key},
                 ExpiresIn=settings.view_url_ttl_seconds,
             )
-        repository.record_audit(
-            clinic_id=principal.clinic_id,
-            action="VIEW_URLS_ISSUED",
-            actor=principal.user_id,
-            subject_type="image",
-            subject_id=image_id,
+        repository.record_caller_audit(
+            principal,
+            "VIEW_URLS_ISSUED",
+            ("image", image_id),
             correlation_id=correlation_id,
             details={"variants": sorted(urls)},
         )
@@ -141,12 +139,10 @@ def soft_delete(principal: Principal, image_id: str, *, correlation_id: str | No
     image = repository.get_image(principal.clinic_id, image_id)
     if image.status == ImageStatus.DELETED:
         return
-    audit = repository.audit_event(
-        clinic_id=principal.clinic_id,
-        action="IMAGE_DELETED",
-        actor=principal.user_id,
-        subject_type="image",
-        subject_id=image_id,
+    audit = repository.caller_audit(
+        principal,
+        "IMAGE_DELETED",
+        ("image", image_id),
         correlation_id=correlation_id,
         details={"previousStatus": image.status},
     )
@@ -186,11 +182,9 @@ def put_patient(
             sex=record.sex,
         )
     )
-    repository.record_audit(
-        clinic_id=principal.clinic_id,
-        action="PATIENT_SYNCED",
-        actor=principal.user_id,
-        subject_type="patient",
-        subject_id=patient_id,
+    repository.record_caller_audit(
+        principal,
+        "PATIENT_SYNCED",
+        ("patient", patient_id),
         correlation_id=correlation_id,
     )

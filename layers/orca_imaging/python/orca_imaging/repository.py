@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pynamodb.expressions.condition import Condition
     from pynamodb.expressions.update import Action
 
+    from orca_imaging.auth import Principal
     from orca_imaging.settings import TableSettings
 
 _bound: dict[str, str | None] = {}
@@ -111,11 +112,22 @@ def audit_event(
     )
 
 
-def record_audit(**kwargs: Any) -> AuditEventModel:
-    event = audit_event(**kwargs)
-    with _dynamodb("put audit event"):
-        event.save()
-    return event
+def caller_audit(
+    principal: Principal, action: str, subject: tuple[str, str], **kwargs: Any
+) -> AuditEventModel:
+    """An audit item for something the calling user did, in their clinic."""
+    return audit_event(
+        clinic_id=principal.clinic_id,
+        action=action,
+        actor=principal.user_id,
+        subject_type=subject[0],
+        subject_id=subject[1],
+        **kwargs,
+    )
+
+
+def record_caller_audit(principal: Principal, action: str, subject: tuple[str, str], **kwargs: Any) -> None:
+    record_audit_event(caller_audit(principal, action, subject, **kwargs))
 
 
 def audit_trail(clinic_id: str, subject_id: str) -> list[AuditEventModel]:

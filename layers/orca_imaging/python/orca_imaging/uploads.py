@@ -295,12 +295,10 @@ def create_upload_target(
         protocol_session_id=request.protocol_session_id,
     )
     target = signer.target(image)
-    audit = repository.audit_event(
-        clinic_id=principal.clinic_id,
-        action="UPLOAD_REQUESTED",
-        actor=principal.user_id,
-        subject_type="image",
-        subject_id=image.image_id,
+    audit = repository.caller_audit(
+        principal,
+        "UPLOAD_REQUESTED",
+        ("image", image.image_id),
         correlation_id=correlation_id,
         details={
             "size": request.size,
