@@ -8,10 +8,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra.constructs.nag import acknowledge
+from orca_imaging.keys import ABANDONED_TAG
 from orca_imaging.resources import BUCKETS
-
-# Cancelled or timed-out uploads that arrive anyway are tagged by the pipeline and expire.
-ABANDONED_TAG = ("orca-abandoned", "true")
 
 
 class Storage(Construct):

@@ -19,7 +19,7 @@ from orca_imaging import repository
 from orca_imaging.errors import ConflictError, DependencyError, RequestValidationError
 from orca_imaging.ids import new_id
 from orca_imaging.models import BatchModel, BatchStatus, ImageModel, ImageStatus, UploadSource, utcnow
-from orca_imaging.uploads import UploadFile, UploadSigner, UploadTarget, new_pending_image
+from orca_imaging.uploads import UploadFile, UploadSigner, UploadTarget, duplicate_warnings, new_pending_image
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -125,7 +125,12 @@ def create_batch(
         )
         for file in request.files
     ]
-    targets = [signer.target(image) for image in images]
+    targets = [
+        signer.target(image).model_copy(
+            update={"warnings": duplicate_warnings(principal.clinic_id, image.declared_sha256)}
+        )
+        for image in images
+    ]
     batch = BatchModel(
         clinic_id=principal.clinic_id,
         batch_id=batch_id,

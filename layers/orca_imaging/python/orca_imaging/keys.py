@@ -16,6 +16,9 @@ from orca_imaging.errors import InvalidObjectKeyError
 
 INTAKE_PREFIX = "clinic/"
 QUARANTINE_PREFIX = "quarantine/"
+# Objects tagged so are expired by the originals bucket's lifecycle rule (a duplicate's
+# bytes, uploads that arrive after their batch was cancelled).
+ABANDONED_TAG = ("orca-abandoned", "true")
 
 _ID = r"[a-z0-9][a-z0-9_-]{0,63}"
 _CLINIC = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"

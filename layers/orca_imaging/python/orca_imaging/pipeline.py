@@ -16,7 +16,7 @@ from orca_imaging import events as domain_events
 from orca_imaging import photos, repository
 from orca_imaging.errors import DependencyError, FileRejectedError
 from orca_imaging.intake import ACTOR, ObjectCreated, Received, StoredObject, receive_original
-from orca_imaging.keys import derived_key, quarantine_key
+from orca_imaging.keys import ABANDONED_TAG, derived_key, original_key, quarantine_key
 from orca_imaging.models import ExifSummary, FileType, ImageModel, ImageStatus
 from orca_imaging.observability import logger, metrics
 
@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 
 # A kind's processing: the record fields it sets on success (or FileRejectedError).
 Processor = Callable[[ImageModel, StoredObject, "S3Client", "ConsumerSettings"], dict[str, Any]]
+
+# Uploads the service stopped waiting for; bytes that still arrive are left to expire.
+EXPIRED_UPLOADS = {"upload_cancelled", "upload_timeout", "upload_aborted"}
 
 # Variants are immutable once written (a new original gets a new image id).
 VARIANT_CACHE_CONTROL = "private, max-age=31536000, immutable"
@@ -113,6 +116,8 @@ def process_original(
     if received.already_received or received.stored is None or received.sniffed is None:
         metrics.add_metric(name="DuplicateDeliveries", unit="Count", value=1)
         logger.info("nothing to do for this delivery", extra={"status": image.status})
+        if image.reject_code in EXPIRED_UPLOADS:
+            _tag_abandoned(s3, settings, image)  # arrived after its batch gave up on it
         return received
     metrics.add_metric(name="OriginalsReceived", unit="Count", value=1)
     kind = received.sniffed.kind
@@ -121,6 +126,12 @@ def process_original(
             raise FileRejectedError(
                 "checksum_mismatch", "the uploaded bytes do not match the sha256 declared with the upload"
             )
+        original = repository.first_with_sha256(
+            image.clinic_id, received.stored.sha256, excluding=image.image_id
+        )
+        if original is not None:
+            _finish_duplicate(image, original, s=s3, settings=settings, events=events)
+            return received
         processor = PROCESSORS.get(kind)
         if processor is None:
             if kind in AWAITING_PROCESSOR:
@@ -140,6 +151,61 @@ def process_original(
         retake = {"qualityScore": image.quality_score, "notes": list(image.quality_notes or [])}
         _publish(events, settings, "RetakeNeeded", image, retake)
     return received
+
+
+def _finish_duplicate(
+    image: ImageModel,
+    original: ImageModel,
+    *,
+    s: S3Client,
+    settings: ConsumerSettings,
+    events: EventBridgeClient,
+) -> None:
+    """Same bytes as a file the clinic already has: point at it and keep no second copy.
+
+    The record stays (it is what the user uploaded, with its own patient and slot) and
+    warns; its storage is the first original's, and its own object is tagged so the
+    bucket's lifecycle rule expires it. Nothing is deleted by the service.
+    """
+    changes: dict[str, Any] = {
+        "duplicate_of": original.image_id,
+        "warnings": [*(image.warnings or []), f"duplicate_of:{original.image_id}"],
+        "storage_key": original.storage_key,
+        "object_version": original.object_version,
+        "file_type": original.file_type,
+        "width": original.width,
+        "height": original.height,
+        "color_space": original.color_space,
+        "bit_depth": original.bit_depth,
+        "variant_keys": original.variant_keys,
+        "thumbnail_key": original.thumbnail_key,
+        "preview_key": original.preview_key,
+        "captured_at": original.captured_at,
+        "captured_at_source": original.captured_at_source,
+        "exif": original.exif,
+        "metadata": original.metadata,
+        "quality_score": original.quality_score,
+        "quality_notes": original.quality_notes,
+        "needs_retake": original.needs_retake,
+    }
+    _tag_abandoned(s, settings, image)
+    if _finish(image, ImageStatus.ACTIVE, "IMAGE_DUPLICATE", "succeeded", changes):
+        metrics.add_metric(name="DuplicatesFound", unit="Count", value=1)
+        extra = {"status": image.status, "fileType": image.file_type, "duplicateOf": original.image_id}
+        _publish(events, settings, "ImageProcessed", image, extra)
+
+
+def _tag_abandoned(s3: S3Client, settings: ConsumerSettings, image: ImageModel) -> None:
+    """Mark this image's own object for the lifecycle rule that expires abandoned uploads."""
+    own_key = original_key(image.clinic_id, image.image_id)
+    try:
+        s3.put_object_tagging(
+            Bucket=settings.originals_bucket,
+            Key=own_key,
+            Tagging={"TagSet": [{"Key": ABANDONED_TAG[0], "Value": ABANDONED_TAG[1]}]},
+        )
+    except (BotoCoreError, ClientError) as e:
+        raise DependencyError("tagging a duplicate original failed") from e
 
 
 def _finish(image: ImageModel, status: ImageStatus, action: str, count: str, changes: dict[str, Any]) -> bool:

@@ -224,6 +224,25 @@ def transition_image(
     return True
 
 
+# States in which an earlier file counts as "already stored" for duplicate detection.
+_KEPT = {"ACTIVE", "PENDING_MATCH", "ARCHIVED"}
+
+
+def first_with_sha256(clinic_id: str, sha256: str, *, excluding: str | None = None) -> ImageModel | None:
+    """The earliest kept image in the clinic with these exact bytes (ULIDs sort by age)."""
+    with _dynamodb("query sha256 index"):
+        keys = [
+            k.image_id
+            for k in ImageModel.by_sha256.query(scoped(clinic_id, sha256))
+            if k.image_id != excluding
+        ]
+    for image_id in sorted(keys):
+        image = find_image(clinic_id, image_id)
+        if image is not None and image.status in _KEPT:
+            return image
+    return None
+
+
 def images_in_batch(clinic_id: str, batch_id: str) -> list[ImageModel]:
     with _dynamodb("query batch images"):
         return list(ImageModel.by_batch.query(scoped(clinic_id, batch_id)))

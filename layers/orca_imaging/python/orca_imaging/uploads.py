@@ -81,6 +81,8 @@ class UploadTarget(BaseModel):
     multipart: MultipartTarget | None = None
     expires_at: str = Field(alias="expiresAt")
     max_bytes: int = Field(alias="maxBytes")
+    # e.g. "duplicate_of:img_..." when the declared sha256 is already in the clinic.
+    warnings: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -307,4 +309,12 @@ def create_upload_target(
         },
     )
     repository.create_image(image, audit)
-    return target
+    return target.model_copy(update={"warnings": duplicate_warnings(principal.clinic_id, request.sha256)})
+
+
+def duplicate_warnings(clinic_id: str, sha256: str | None) -> list[str] | None:
+    """Warn (the spec's rule 7) when the declared bytes are already in the clinic."""
+    if not sha256:
+        return None
+    existing = repository.first_with_sha256(clinic_id, sha256)
+    return [f"duplicate_of:{existing.image_id}"] if existing else None
