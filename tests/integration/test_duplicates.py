@@ -70,3 +70,32 @@ def test_duplicates_are_per_clinic(stack: LocalStack) -> None:
     x.wait_for_status(x.upload(PHOTO)["imageId"], "ACTIVE")
     in_y = y.wait_for_status(y.upload(PHOTO)["imageId"], "ACTIVE")
     assert "duplicateOf" not in in_y  # another clinic's copy is invisible, even to dedup
+
+
+def test_a_re_export_is_a_possible_duplicate_for_the_same_patient(stack: LocalStack, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    admin = ApiClient(stack, "clinic-near", Role.CLINIC_ADMIN)
+    for patient in ("pat_1", "pat_2"):
+        assert admin.put(f"/patients/{patient}", {}).status_code == 204
+    staff = ApiClient(stack, "clinic-near", Role.CLINICAL_STAFF)
+    source = CORPUS / "photos" / "ortho_intraoral_nikon_d90.jpg"
+    first = staff.upload(source, patient="pat_1")["imageId"]
+    staff.wait_for_status(first, "ACTIVE")
+
+    re_export = tmp_path / "smaller.jpg"  # the same photo, exported again at half size and lower quality
+    image = Image.open(source)
+    image.resize((image.width // 2, image.height // 2)).save(re_export, "JPEG", quality=70)
+    near = staff.wait_for_status(staff.upload(re_export, patient="pat_1")["imageId"], "ACTIVE")
+    assert near["possibleDuplicateOf"] == first
+    assert f"possible_duplicate_of:{first}" in near["warnings"]
+    assert "duplicateOf" not in near  # not the same bytes
+
+    for_other = tmp_path / "other.jpg"  # near the same picture, but different bytes
+    image.resize((image.width // 2, image.height // 2)).save(for_other, "JPEG", quality=71)
+    other_patient = staff.wait_for_status(staff.upload(for_other, patient="pat_2")["imageId"], "ACTIVE")
+    assert "possibleDuplicateOf" not in other_patient and "duplicateOf" not in other_patient  # per patient
+    different = staff.wait_for_status(
+        staff.upload(CORPUS / "photos" / "iphone6.jpg", patient="pat_1")["imageId"], "ACTIVE"
+    )
+    assert "possibleDuplicateOf" not in different

@@ -207,6 +207,7 @@ class ImageModel(Model):
     quality_notes = ListAttribute[str](null=True, attr_name="qualityNotes")
     needs_retake = BooleanAttribute(default=False, attr_name="needsRetake")
     duplicate_of = UnicodeAttribute(null=True, attr_name="duplicateOf")
+    perceptual_hash = UnicodeAttribute(null=True, attr_name="perceptualHash")
     possible_duplicate_of = UnicodeAttribute(null=True, attr_name="possibleDuplicateOf")
 
     # Status

@@ -16,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.exif import CaptureTime, ExifFields, capture_time, read_exif
+from orca_imaging.fingerprint import dhash
 from orca_imaging.quality import Quality, assess
 from orca_imaging.variants import Variant, full_resolution, small_variants
 
@@ -59,6 +60,7 @@ class ProcessedPhoto:
     captured: CaptureTime
     variants: list[Variant]
     quality: Quality
+    fingerprint: str | None  # dHash of the upright preview; None for a frame with no detail
 
 
 def process_photo(data: bytes, uploaded_at: datetime, *, min_pixels: int | None = None) -> ProcessedPhoto:
@@ -69,6 +71,8 @@ def process_photo(data: bytes, uploaded_at: datetime, *, min_pixels: int | None 
     full = full_resolution(data, image, upright, fields.orientation)
     small = small_variants(data, image)
     preview = next(v for v in small if v.name == "preview.jpg")
+    preview_image = Image.open(io.BytesIO(preview.data))
+    quality = assess(preview_image, pixels=upright.width * upright.height, min_pixels=min_pixels)
     icc = image.info.get("icc_profile")
     return ProcessedPhoto(
         width=upright.width,
@@ -80,9 +84,8 @@ def process_photo(data: bytes, uploaded_at: datetime, *, min_pixels: int | None 
         exif=fields,
         captured=capture_time(fields, uploaded_at),
         variants=[*small, full],
-        quality=assess(
-            Image.open(io.BytesIO(preview.data)), pixels=upright.width * upright.height, min_pixels=min_pixels
-        ),
+        quality=quality,
+        fingerprint=None if "no_detail" in quality.notes else dhash(preview_image),
     )
 
 

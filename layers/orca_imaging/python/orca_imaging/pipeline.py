@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from orca_imaging import events as domain_events
 from orca_imaging import photos, repository
 from orca_imaging.errors import DependencyError, FileRejectedError
+from orca_imaging.fingerprint import NEAR_DUPLICATE_BITS, distance
 from orca_imaging.intake import ACTOR, ObjectCreated, Received, StoredObject, receive_original
 from orca_imaging.keys import ABANDONED_TAG, derived_key, original_key, quarantine_key
 from orca_imaging.models import ExifSummary, FileType, ImageModel, ImageStatus
@@ -49,7 +50,11 @@ def _process_photo(
         _put_derived(s3, settings, key, variant.data, variant.content_type)
         keys[variant.name.removesuffix(".jpg")] = key
     fields = photo.exif
+    near = _nearest_photo(image, photo.fingerprint)
     return {
+        "perceptual_hash": photo.fingerprint,
+        "possible_duplicate_of": near,
+        "warnings": [*(image.warnings or []), f"possible_duplicate_of:{near}"] if near else image.warnings,
         "file_type": FileType.PHOTO,
         "width": photo.width,
         "height": photo.height,
@@ -76,6 +81,19 @@ def _process_photo(
         "quality_notes": photo.quality.notes or None,
         "needs_retake": photo.quality.score < settings.retake_threshold,
     }
+
+
+def _nearest_photo(image: ImageModel, fingerprint: str | None) -> str | None:
+    """The patient's closest earlier photo within the near-duplicate distance, if any."""
+    if not fingerprint or not image.patient_id:
+        return None
+    candidates = repository.patient_fingerprints(image.clinic_id, image.patient_id)
+    scored = sorted(
+        (distance(fingerprint, other), other_id)
+        for other_id, other in candidates.items()
+        if other_id != image.image_id
+    )
+    return scored[0][1] if scored and scored[0][0] <= NEAR_DUPLICATE_BITS else None
 
 
 def _put_derived(s3: S3Client, settings: ConsumerSettings, key: str, data: bytes, content_type: str) -> None:

@@ -243,6 +243,15 @@ def first_with_sha256(clinic_id: str, sha256: str, *, excluding: str | None = No
     return None
 
 
+def patient_fingerprints(clinic_id: str, patient_id: str, *, limit: int = 1000) -> dict[str, str]:
+    """Image id -> perceptual hash of the patient's kept photos, newest first."""
+    with _dynamodb("query patient images"):
+        images = ImageModel.by_patient.query(
+            scoped(clinic_id, patient_id), scan_index_forward=False, limit=limit
+        )
+        return {i.image_id: i.perceptual_hash for i in images if i.perceptual_hash and i.status in _KEPT}
+
+
 def images_in_batch(clinic_id: str, batch_id: str) -> list[ImageModel]:
     with _dynamodb("query batch images"):
         return list(ImageModel.by_batch.query(scoped(clinic_id, batch_id)))
