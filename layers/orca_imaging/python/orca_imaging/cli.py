@@ -122,6 +122,23 @@ def _upload(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from tqdm import tqdm
+
+    from orca_imaging.inspection import expand, inspect_file
+
+    files = list(expand(args.paths))
+    rejected = 0
+    for path in tqdm(files, unit="file", disable=len(files) < 2, file=sys.stderr):
+        report = inspect_file(path)
+        rejected += report["outcome"] == "rejected"
+        print(json.dumps(report), flush=True)
+    print(f"{len(files) - rejected} accepted, {rejected} rejected", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orca-imaging", description=__doc__.splitlines()[0] if __doc__ else None
@@ -147,6 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--api", default="http://127.0.0.1:8080/api/imaging", help="the API base URL")
     upload.add_argument("--wait", type=float, default=30, help="seconds to wait for each file to be received")
     upload.set_defaults(run=_upload)
+
+    inspect = commands.add_parser("inspect", help="run the processing locally on files or folders (no AWS)")
+    inspect.add_argument("paths", nargs="+", type=Path)
+    inspect.set_defaults(run=_inspect)
     return parser
 
 

@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from orca_imaging.errors import FileRejectedError
@@ -116,4 +117,23 @@ def open_photo(data: bytes) -> Image.Image:
     except (OSError, SyntaxError, ValueError) as e:
         reason = "truncated" if "truncated" in str(e).lower() else "corrupt_image"
         raise FileRejectedError(reason, "the image could not be decoded in full") from e
+    if image.format in ("HEIF", "AVIF") and _missing_tiles(image):
+        raise FileRejectedError("truncated", "the end of the image is missing (the file was cut short)")
     return image
+
+
+# A HEIC cut short decodes without error: libheif fills the missing tiles with one flat
+# grey. A run of perfectly flat rows at the bottom this tall means tiles were missing.
+MISSING_TILE_SHARE = 0.05
+
+
+def _missing_tiles(image: Image.Image) -> bool:
+    grey = np.asarray(image.convert("L").reduce(4), dtype=np.float32)
+    flat_rows = grey.std(axis=1) == 0
+    run = 0
+    for flat in flat_rows[::-1]:
+        if not flat:
+            break
+        run += 1
+    same_value = run > 0 and float(np.ptp(grey[len(grey) - run :])) == 0
+    return same_value and run >= MISSING_TILE_SHARE * len(grey)
