@@ -8,8 +8,10 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_OUTDIR := cdk.out
 # Debian packages the integration tests use as real peers (installed when root and missing).
 DEBIAN_TOOLS := dcmtk orthanc chromium
+# ...and the benchmarks' peers.
+DEBIAN_BENCH_TOOLS := libvips42
 
-.PHONY: run test lint synth layer tools bench clean
+.PHONY: run test lint synth layer tools bench bench-tools debian-packages clean
 
 $(BIN)/.installed: requirements/dev.txt requirements/runtime.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +28,13 @@ run: $(BIN)/.installed
 	$(BIN)/orca-imaging serve
 
 tools:
-	@missing=""; for pkg in $(DEBIAN_TOOLS); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	@$(MAKE) -s debian-packages PACKAGES="$(DEBIAN_TOOLS)"
+
+bench-tools:
+	@$(MAKE) -s debian-packages PACKAGES="$(DEBIAN_BENCH_TOOLS)"
+
+debian-packages:
+	@missing=""; for pkg in $(PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -50,8 +58,9 @@ synth: $(BIN)/.installed node_modules/.installed layer
 	$(BIN)/cfn-lint --non-zero-exit-code error $(CDK_OUTDIR)/*.template.json
 
 # Speed runs live here, never in `make test`: this machine is shared and noisy.
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed bench-tools
 	$(BIN)/python -m bench.upload_api
+	$(BIN)/python -m bench.photo_pipeline
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out build .orca-local
