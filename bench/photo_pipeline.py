@@ -57,7 +57,8 @@ fn()  # warm: imports and codec set-up are not what is measured
 times = []
 for _ in range(runs):
     started = time.perf_counter(); fn(); times.append(time.perf_counter() - started)
-print(json.dumps({"median_s": statistics.median(times), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"median_s": statistics.median(times), "peak_rss_mb": peak_mb}))
 """
 
 
@@ -107,17 +108,16 @@ def main() -> None:
             cwd=ROOT,
         ).stdout
         inputs = {label: Path(path) for label, path in json.loads(listing).items()}
-        print(
-            "| input | ours | naive Pillow | libvips | ours / naive | ours / libvips | ours peak RSS | naive RSS | libvips RSS |"
-        )
-        print("|---|---|---|---|---|---|---|---|---|")
+        columns = ["input", "ours", "naive Pillow", "libvips", "ours / naive", "ours / libvips"]
+        columns += ["ours peak RSS", "naive RSS", "libvips RSS"]
+        print("| " + " | ".join(columns) + " |")
+        print("|" + "---|" * len(columns))
         for label, path in inputs.items():
             ours, naive, vips = (measure(path, m) for m in ("ours", "naive", "vips"))
-            print(
-                f"| {label} | {ours['median_s']:.2f} s | {naive['median_s']:.2f} s | {vips['median_s']:.2f} s "
-                f"| {ours['median_s'] / naive['median_s']:.2f}x | {ours['median_s'] / vips['median_s']:.2f}x "
-                f"| {ours['peak_rss_mb']:.0f} MB | {naive['peak_rss_mb']:.0f} MB | {vips['peak_rss_mb']:.0f} MB |"
-            )
+            cells = [label, *(f"{r['median_s']:.2f} s" for r in (ours, naive, vips))]
+            cells += [f"{ours['median_s'] / peer['median_s']:.2f}x" for peer in (naive, vips)]
+            cells += [f"{r['peak_rss_mb']:.0f} MB" for r in (ours, naive, vips)]
+            print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
