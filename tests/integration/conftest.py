@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -38,6 +39,7 @@ class ApiClient:
 
     def __init__(self, stack: LocalStack, clinic: str, role: Role, user: str = "usr_test") -> None:
         self.stack = stack
+        self.clinic = clinic
         self.base = f"{stack.api_url}/api/imaging"
         self.headers = {
             "Authorization": f"Bearer {stack.token(clinic_id=clinic, roles=[role], user_id=user)}"
@@ -88,6 +90,15 @@ class ApiClient:
 @pytest.fixture
 def doctor(stack: LocalStack) -> ApiClient:
     return ApiClient(stack, "clinic-a", Role.DOCTOR)
+
+
+@pytest.fixture
+def fresh_doctor(stack: LocalStack) -> ApiClient:
+    """A doctor in a clinic of its own, with pat_1 registered: nothing uploaded there yet,
+    so a corpus photo is new (not a duplicate of another test's upload)."""
+    clinic = f"clinic-{uuid.uuid4().hex[:10]}"
+    assert ApiClient(stack, clinic, Role.CLINIC_ADMIN).put("/patients/pat_1", {}).status_code == 204
+    return ApiClient(stack, clinic, Role.DOCTOR)
 
 
 def sha256_of(path: Path) -> str:

@@ -20,13 +20,13 @@ PHOTO = CORPUS / "photos" / "Canon_40D.jpg"
 
 
 def test_an_uploaded_jpeg_is_received_with_its_true_size_and_hash(
-    stack: LocalStack, doctor: ApiClient
+    stack: LocalStack, fresh_doctor: ApiClient
 ) -> None:
-    target = doctor.upload(PHOTO)
+    target = fresh_doctor.upload(PHOTO)
     image_id = target["imageId"]
-    assert "clinic/clinic-a/original/" + image_id == target["fields"]["key"]
+    assert f"clinic/{fresh_doctor.clinic}/original/{image_id}" == target["fields"]["key"]
 
-    record = doctor.wait_for_status(image_id, "ACTIVE")
+    record = fresh_doctor.wait_for_status(image_id, "ACTIVE")
     assert (record["width"], record["height"]) == (100, 68)
     assert record["originalSize"] == PHOTO.stat().st_size
     assert record["sha256"] == sha256_of(PHOTO)
@@ -39,7 +39,7 @@ def test_an_uploaded_jpeg_is_received_with_its_true_size_and_hash(
 
     # Variants sit in the derived bucket, as JPEGs with cache headers, behind view URLs.
     assert set(record["variantKeys"]) == {"thumb", "preview", "full"}
-    assert record["thumbnailKey"] == f"clinic/clinic-a/derived/{image_id}/thumb.jpg"
+    assert record["thumbnailKey"] == f"clinic/{fresh_doctor.clinic}/derived/{image_id}/thumb.jpg"
     assert stack.resources is not None
     s3 = stack.client("s3")
     for name, key in record["variantKeys"].items():
@@ -54,27 +54,29 @@ def test_an_uploaded_jpeg_is_received_with_its_true_size_and_hash(
     )
     assert record["metadata"]["GPSInfo"]  # kept on the encrypted record, never in a variant
 
-    trail = [e.action for e in repository.audit_trail("clinic-a", image_id)]
+    trail = [e.action for e in repository.audit_trail(fresh_doctor.clinic, image_id)]
     # Polling the record issues view URLs (audited too) while the file is processed.
     lifecycle = [action for action in trail if action != "VIEW_URLS_ISSUED"]
     assert lifecycle == ["UPLOAD_REQUESTED", "IMAGE_RECEIVED", "IMAGE_PROCESSED"]
     assert "VIEW_URLS_ISSUED" in trail
 
 
-def test_the_request_correlation_id_follows_the_file(stack: LocalStack, doctor: ApiClient) -> None:
-    target = doctor.upload(PHOTO)
-    doctor.wait_for_status(target["imageId"], "ACTIVE")
+def test_the_request_correlation_id_follows_the_file(stack: LocalStack, fresh_doctor: ApiClient) -> None:
+    target = fresh_doctor.upload(PHOTO)
+    fresh_doctor.wait_for_status(target["imageId"], "ACTIVE")
     events = [
-        e for e in repository.audit_trail("clinic-a", target["imageId"]) if e.action != "VIEW_URLS_ISSUED"
+        e
+        for e in repository.audit_trail(fresh_doctor.clinic, target["imageId"])
+        if e.action != "VIEW_URLS_ISSUED"
     ]
     requested, received = events[0], events[1]
     assert requested.correlation_id and requested.correlation_id == received.correlation_id
 
 
-def test_a_redelivered_event_changes_nothing(stack: LocalStack, doctor: ApiClient) -> None:
-    target = doctor.upload(PHOTO)
+def test_a_redelivered_event_changes_nothing(stack: LocalStack, fresh_doctor: ApiClient) -> None:
+    target = fresh_doctor.upload(PHOTO)
     image_id = target["imageId"]
-    first = doctor.wait_for_status(image_id, "ACTIVE")
+    first = fresh_doctor.wait_for_status(image_id, "ACTIVE")
     assert stack.resources is not None
     queue_url = stack.resources.queue_urls["Intake"]
     bucket = stack.resources.values["originals_bucket"]
@@ -84,9 +86,9 @@ def test_a_redelivered_event_changes_nothing(stack: LocalStack, doctor: ApiClien
         sqs.send_message(QueueUrl=queue_url, MessageBody=body)
     stack.wait_until(lambda: _queue_drained(stack, queue_url), timeout=30)
 
-    after = repository.get_image("clinic-a", image_id)
+    after = repository.get_image(fresh_doctor.clinic, image_id)
     assert after.updated_at.isoformat() == first["updatedAt"].replace("+0000", "+00:00")
-    actions = [e.action for e in repository.audit_trail("clinic-a", image_id)]
+    actions = [e.action for e in repository.audit_trail(fresh_doctor.clinic, image_id)]
     assert actions.count("IMAGE_RECEIVED") == actions.count("IMAGE_PROCESSED") == 1
 
 
@@ -99,7 +101,9 @@ def _queue_drained(stack: LocalStack, queue_url: str) -> bool:
     return all(int(v) == 0 for v in attributes.values())
 
 
-def test_a_checksum_mismatch_rejects_the_file_and_says_why(stack: LocalStack, doctor: ApiClient) -> None:
+def test_a_checksum_mismatch_rejects_the_file_and_says_why(
+    stack: LocalStack, fresh_doctor: ApiClient
+) -> None:
     events = stack.client("events")
     sqs = stack.sqs()
     assert stack.resources is not None
@@ -113,8 +117,8 @@ def test_a_checksum_mismatch_rejects_the_file_and_says_why(stack: LocalStack, do
     )
     events.put_targets(Rule="rejected", EventBusName=bus, Targets=[{"Id": "q", "Arn": watch_arn}])
 
-    target = doctor.upload(PHOTO, sha256="0" * 64)
-    record = doctor.wait_for_status(target["imageId"], "REJECTED")
+    target = fresh_doctor.upload(PHOTO, sha256="0" * 64)
+    record = fresh_doctor.wait_for_status(target["imageId"], "REJECTED")
     assert record["rejectCode"] == "checksum_mismatch"
     assert record["sha256"] == sha256_of(PHOTO)
 
@@ -127,17 +131,17 @@ def test_a_checksum_mismatch_rejects_the_file_and_says_why(stack: LocalStack, do
 
     detail = stack.wait_until(rejected_event, timeout=20)
     assert detail == {
-        "clinicId": "clinic-a",
+        "clinicId": fresh_doctor.clinic,
         "imageId": target["imageId"],
         "batchId": None,
         "code": "checksum_mismatch",
     }
 
 
-def test_another_clinic_cannot_see_the_image(stack: LocalStack, doctor: ApiClient) -> None:
-    target = doctor.upload(PHOTO)
-    doctor.wait_for_status(target["imageId"], "ACTIVE")
-    outsider = ApiClient(stack, "clinic-b", Role.CLINIC_ADMIN)
+def test_another_clinic_cannot_see_the_image(stack: LocalStack, fresh_doctor: ApiClient) -> None:
+    target = fresh_doctor.upload(PHOTO)
+    fresh_doctor.wait_for_status(target["imageId"], "ACTIVE")
+    outsider = ApiClient(stack, "clinic-b", Role.CLINIC_ADMIN)  # a different clinic
     hidden = outsider.get(f"/images/{target['imageId']}")
     missing = outsider.get("/images/img_doesnotexist")
     assert hidden.status_code == missing.status_code == 404
