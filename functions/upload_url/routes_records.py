@@ -67,3 +67,15 @@ def put_patient(
 ) -> Response[None]:
     records.put_patient(current_principal(router), patient_id, record, correlation_id=correlation_id())
     return Response(status_code=204)
+
+
+@router.get(f"{API_BASE}/settings", responses=responses(200))
+@requires(router, Permission.ADMIN)
+def get_settings() -> dict[str, Any]:
+    return records.clinic_settings_view(current_principal(router))
+
+
+@router.put(f"{API_BASE}/settings", responses=responses(200))
+@requires(router, Permission.ADMIN)
+def put_settings(request: Annotated[records.ClinicSettingsRequest, Body()]) -> dict[str, Any]:
+    return records.put_clinic_settings(current_principal(router), request, correlation_id=correlation_id())

@@ -35,6 +35,8 @@ REQUIRED = {
     ("DELETE", "/images/{image_id}"): "imaging:delete",
     ("GET", "/patients/{patient_id}/images"): "imaging:view",
     ("PUT", "/patients/{patient_id}"): "imaging:admin",
+    ("GET", "/settings"): "imaging:admin",
+    ("PUT", "/settings"): "imaging:admin",
     ("GET", "/openapi.json"): None,  # any signed-in caller
 }
 BODIES: dict[tuple[str, str], Any] = {
@@ -45,6 +47,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/upload/{image_id}/parts"): {"partNumbers": [1]},
     ("POST", "/upload/{image_id}/complete"): {"parts": [{"partNumber": 1, "etag": "x"}]},
     ("PUT", "/patients/{patient_id}"): {"chartNumber": "x"},
+    ("PUT", "/settings"): {},
 }
 
 

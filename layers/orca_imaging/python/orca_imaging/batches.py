@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from orca_imaging import repository
 from orca_imaging.errors import ConflictError, DependencyError, RequestValidationError
 from orca_imaging.ids import new_id
+from orca_imaging.matching import match_name
 from orca_imaging.models import BatchModel, BatchStatus, ImageModel, ImageStatus, UploadSource, utcnow
 from orca_imaging.uploads import UploadFile, UploadSigner, UploadTarget, duplicate_warnings, new_pending_image
 
@@ -110,6 +111,7 @@ def create_batch(
     for patient_id in {f.patient_id or request.patient_id for f in request.files} - {None}:
         repository.get_patient(principal.clinic_id, str(patient_id))
 
+    files = _match_by_name(principal.clinic_id, request)
     batch_id = new_id("bat")
     now = utcnow()
     deadline = now + timedelta(seconds=settings.batch_upload_timeout_seconds)
@@ -123,7 +125,7 @@ def create_batch(
             batch_id=batch_id,
             patient_id=request.patient_id,
         )
-        for file in request.files
+        for file in files
     ]
     targets = [
         signer.target(image).model_copy(
@@ -167,6 +169,31 @@ def create_batch(
         upload_deadline=deadline.isoformat(),
         targets=targets,
     )
+
+
+def _match_by_name(clinic_id: str, request: BatchRequest) -> list[UploadFile]:
+    """Files with no patient named get one from the clinic's filename pattern, if it
+    resolves to exactly one patient in the registry; otherwise they stay unassigned and
+    will wait in PENDING_MATCH."""
+    if request.patient_id:
+        return list(request.files)
+    pattern = repository.clinic_settings(clinic_id).filename_pattern
+    if not pattern:
+        return list(request.files)
+    charts: dict[str, str | None] = {}
+    matched = []
+    for file in request.files:
+        found = None if file.patient_id else match_name(pattern, file.file_name)
+        if found is None:
+            matched.append(file)
+            continue
+        if found.chart not in charts:
+            charts[found.chart] = repository.patient_by_chart(clinic_id, found.chart)
+        updates: dict[str, Any] = {"patient_id": charts[found.chart]}
+        if found.slot and not file.protocol_slot:
+            updates["protocol_slot"] = found.slot
+        matched.append(file.model_copy(update=updates))
+    return matched
 
 
 def _start_tracking(sfn: SFNClient, settings: ApiSettings, batch: BatchModel, image_ids: list[str]) -> str:

@@ -358,10 +358,24 @@ class BatchModel(Model):
     cancelled_at = UTCDateTimeAttribute(null=True, attr_name="cancelledAt")
 
 
+class ClinicSettingsModel(Model):
+    """What a clinic's admin configures for imaging intake."""
+
+    class Meta:
+        table_name = "unbound-clinics"
+
+    clinic_id = UnicodeAttribute(hash_key=True, attr_name="clinicId")
+    # e.g. "{chart}_{slot}": how folder-import file names name the patient (see `matching`).
+    filename_pattern = UnicodeAttribute(null=True, attr_name="filenamePattern")
+    updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
+    updated_by = UnicodeAttribute(null=True, attr_name="updatedBy")
+
+
 # Every table the system has, by the settings field that names it.
 TABLE_MODELS: dict[str, type[Model]] = {
     "images_table": ImageModel,
     "audit_table": AuditEventModel,
     "patients_table": PatientModel,
     "batches_table": BatchModel,
+    "clinics_table": ClinicSettingsModel,
 }

@@ -160,7 +160,7 @@ def process_original(
     except FileRejectedError as rejection:
         _reject(image, rejection, s3=s3, events=events, settings=settings)
         return received
-    if not _finish(image, ImageStatus.ACTIVE, "IMAGE_PROCESSED", "succeeded", changes):
+    if not _finish(image, _processed_status(image), "IMAGE_PROCESSED", "succeeded", changes):
         return received
     metrics.add_metric(name="ImagesProcessed", unit="Count", value=1)
     _publish(events, settings, "ImageProcessed", image, {"status": image.status, "fileType": image.file_type})
@@ -169,6 +169,11 @@ def process_original(
         retake = {"qualityScore": image.quality_score, "notes": list(image.quality_notes or [])}
         _publish(events, settings, "RetakeNeeded", image, retake)
     return received
+
+
+def _processed_status(image: ImageModel) -> ImageStatus:
+    """Processed files with no patient wait for a person to match them; never a guess."""
+    return ImageStatus.ACTIVE if image.patient_id else ImageStatus.PENDING_MATCH
 
 
 def _finish_duplicate(
@@ -207,7 +212,7 @@ def _finish_duplicate(
         "needs_retake": original.needs_retake,
     }
     _tag_abandoned(s, settings, image)
-    if _finish(image, ImageStatus.ACTIVE, "IMAGE_DUPLICATE", "succeeded", changes):
+    if _finish(image, _processed_status(image), "IMAGE_DUPLICATE", "succeeded", changes):
         metrics.add_metric(name="DuplicatesFound", unit="Count", value=1)
         extra = {"status": image.status, "fileType": image.file_type, "duplicateOf": original.image_id}
         _publish(events, settings, "ImageProcessed", image, extra)

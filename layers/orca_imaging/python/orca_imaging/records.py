@@ -12,7 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from orca_imaging import repository
 from orca_imaging.api import image_view
 from orca_imaging.errors import RequestValidationError
+from orca_imaging.matching import compile_pattern
 from orca_imaging.models import (
+    ClinicSettingsModel,
     FileType,
     ImageCategory,
     ImageModel,
@@ -188,3 +190,34 @@ def put_patient(
         ("patient", patient_id),
         correlation_id=correlation_id,
     )
+
+
+class ClinicSettingsRequest(BaseModel):
+    """What a clinic admin sets for intake."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    filename_pattern: str | None = Field(default=None, alias="filenamePattern", min_length=3, max_length=128)
+
+
+def clinic_settings_view(principal: Principal) -> dict[str, Any]:
+    current = repository.clinic_settings(principal.clinic_id)
+    return {"clinicId": principal.clinic_id, "filenamePattern": current.filename_pattern}
+
+
+def put_clinic_settings(
+    principal: Principal, request: ClinicSettingsRequest, *, correlation_id: str | None
+) -> dict[str, Any]:
+    if request.filename_pattern:
+        compile_pattern(request.filename_pattern)  # refuse a pattern that cannot work
+    repository.save_clinic_settings(
+        ClinicSettingsModel(
+            clinic_id=principal.clinic_id,
+            filename_pattern=request.filename_pattern,
+            updated_by=principal.user_id,
+        )
+    )
+    repository.record_caller_audit(
+        principal, "CLINIC_SETTINGS_CHANGED", ("clinic", principal.clinic_id), correlation_id=correlation_id
+    )
+    return clinic_settings_view(principal)

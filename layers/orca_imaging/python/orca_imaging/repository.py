@@ -26,6 +26,7 @@ from orca_imaging.models import (
     TABLE_MODELS,
     AuditEventModel,
     BatchModel,
+    ClinicSettingsModel,
     ImageModel,
     PatientModel,
     scoped,
@@ -285,6 +286,29 @@ def save_patient(patient: PatientModel) -> None:
     patient.updated_at = utcnow()
     with _dynamodb("put patient"):
         patient.save()
+
+
+def patient_by_chart(clinic_id: str, chart_number: str) -> str | None:
+    """The clinic's patient with this chart number, if exactly one has it."""
+    with _dynamodb("query chart index"):
+        found = [p.patient_id for p in PatientModel.by_chart.query(scoped(clinic_id, chart_number), limit=2)]
+    return found[0] if len(found) == 1 else None
+
+
+# ---------------------------------------------------------------- clinic settings
+def clinic_settings(clinic_id: str) -> ClinicSettingsModel:
+    """The clinic's settings, or the defaults when its admin has set none."""
+    try:
+        with _dynamodb("get clinic settings"):
+            return ClinicSettingsModel.get(clinic_id)
+    except DoesNotExist:
+        return ClinicSettingsModel(clinic_id=clinic_id)
+
+
+def save_clinic_settings(settings: ClinicSettingsModel) -> None:
+    settings.updated_at = utcnow()
+    with _dynamodb("put clinic settings"):
+        settings.save()
 
 
 # ---------------------------------------------------------------- batches

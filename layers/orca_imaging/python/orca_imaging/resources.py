@@ -190,6 +190,8 @@ ROUTES: tuple[RouteSpec, ...] = tuple(
         ("DELETE", "/images/{image_id}"),
         ("GET", "/patients/{patient_id}/images"),
         ("PUT", "/patients/{patient_id}"),
+        ("GET", "/settings"),
+        ("PUT", "/settings"),
         ("GET", "/openapi.json"),
     )
 )

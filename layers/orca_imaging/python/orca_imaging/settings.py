@@ -30,6 +30,7 @@ class TableSettings(AwsSettings):
     audit_table: str
     patients_table: str
     batches_table: str
+    clinics_table: str
 
 
 class StorageSettings(TableSettings):
