@@ -38,14 +38,6 @@ def _register_heif() -> None:
         _HEIF_READY = True
 
 
-@dataclass(frozen=True)
-class PhotoInfo:
-    width: int
-    height: int
-    mode: str
-    format: str
-
-
 _BIT_DEPTH = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I": 32, "F": 32}
 
 
@@ -88,12 +80,6 @@ def process_photo(data: bytes, uploaded_at: datetime, *, min_pixels: int | None 
         quality=quality,
         fingerprint=None if "no_detail" in quality.notes else dhash(preview_image),
     )
-
-
-def decode_photo(data: bytes) -> PhotoInfo:
-    """Open and fully decode a photo; raise FileRejectedError with a specific reason."""
-    image = open_photo(data)
-    return PhotoInfo(width=image.width, height=image.height, mode=image.mode, format=image.format or "")
 
 
 def open_photo(data: bytes) -> Image.Image:
