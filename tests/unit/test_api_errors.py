@@ -26,6 +26,7 @@ ENV = {
     "ORCA_KMS_KEY_ID": "key",
     "ORCA_PATIENTS_TABLE": "patients",
     "ORCA_BATCHES_TABLE": "batches",
+    "ORCA_CLINICS_TABLE": "clinics",
     "ORCA_BATCH_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:1:stateMachine:b",
     "POWERTOOLS_TRACE_DISABLED": "true",
 }

@@ -39,6 +39,7 @@ def test_every_function_gets_every_resource_its_settings_need(monkeypatch: pytes
         "event_bus_name": "bus",
         "patients_table": "patients",
         "batches_table": "batches",
+        "clinics_table": "clinics",
         "batch_state_machine_arn": "arn:aws:states:eu-west-1:1:stateMachine:b",
     }
     for spec in FUNCTIONS:
