@@ -15,22 +15,10 @@ from orca_imaging.resources import BUCKETS
 class Storage(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, web_origins: list[str]) -> None:
         super().__init__(scope, construct_id)
-        self.key = kms.Key(
-            self,
-            "DataKey",
-            description="Orca imaging: images, records, queues and logs",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        self.key = self._customer_key("DataKey", "Orca imaging: images, records and logs")
         # Queues get their own key: S3 notifications need a key policy naming the bucket,
         # and the bucket already names the data key, which would make a dependency cycle.
-        self.messages_key = kms.Key(
-            self,
-            "MessagesKey",
-            description="Orca imaging: intake queues",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        self.messages_key = self._customer_key("MessagesKey", "Orca imaging: intake queues")
         # S3 server access logs can only be delivered to an SSE-S3 bucket.
         self.access_logs = s3.Bucket(
             self,
@@ -97,6 +85,15 @@ class Storage(Construct):
                 },
             )
             self.buckets[spec.settings_field] = bucket
+
+    def _customer_key(self, construct_id: str, description: str) -> kms.Key:
+        return kms.Key(
+            self,
+            construct_id,
+            description=description,
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
 
     @staticmethod
     def _browser_cors(origins: list[str]) -> s3.CorsRule:

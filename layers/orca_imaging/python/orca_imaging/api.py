@@ -64,11 +64,6 @@ def responses(success: int, *errors: int, description: str = "Success") -> dict[
     return documented
 
 
-# Route permissions, by the handler function's qualified name: the permission-matrix
-# tests and the README read this.
-ROUTE_PERMISSIONS: dict[str, Permission] = {}
-
-
 def current_principal(app: APIGatewayRestResolver) -> Principal:
     authorizer = app.current_event.request_context.authorizer
     claims = authorizer.get("claims") if authorizer else None
@@ -81,8 +76,6 @@ def requires(
     """Reject the call with 403 unless the caller's roles grant `permission`."""
 
     def decorate(route: Callable[P, R]) -> Callable[P, R]:
-        ROUTE_PERMISSIONS[route.__qualname__] = permission
-
         @functools.wraps(route)
         def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
             current_principal(app).require(permission)

@@ -156,27 +156,17 @@ def receive_original(obj: ObjectCreated, *, s3: S3Client, correlation_id: str | 
         try:
             repository.create_image(
                 image,
-                repository.audit_event(
-                    clinic_id=ref.clinic_id,
-                    action="IMAGE_REGISTERED",
-                    actor=ACTOR,
-                    subject_type="image",
-                    subject_id=ref.image_id,
-                    correlation_id=correlation_id,
+                repository.system_audit(
+                    ref.clinic_id, ref.image_id, "IMAGE_REGISTERED", ACTOR, correlation_id
                 ),
             )
         except ConflictError:
             image = repository.get_image(ref.clinic_id, ref.image_id)
 
     if image.status == ImageStatus.PENDING_UPLOAD:
-        audit = repository.audit_event(
-            clinic_id=ref.clinic_id,
-            action="IMAGE_RECEIVED",
-            actor=ACTOR,
-            subject_type="image",
-            subject_id=ref.image_id,
-            correlation_id=correlation_id,
-            details={"size": stored.size, "sha256": stored.sha256, "kind": sniffed.kind},
+        details = {"size": stored.size, "sha256": stored.sha256, "kind": sniffed.kind}
+        audit = repository.system_audit(
+            ref.clinic_id, ref.image_id, "IMAGE_RECEIVED", ACTOR, correlation_id, details=details
         )
         moved = repository.transition_image(
             image,

@@ -232,14 +232,14 @@ def _tag_abandoned(s3: S3Client, settings: ConsumerSettings, image: ImageModel) 
 
 
 def _finish(image: ImageModel, status: ImageStatus, action: str, count: str, changes: dict[str, Any]) -> bool:
-    audit = repository.audit_event(
-        clinic_id=image.clinic_id,
-        action=action,
-        actor=ACTOR,
-        subject_type="image",
-        subject_id=image.image_id,
-        correlation_id=logger.get_correlation_id(),
-        details={"code": changes.get("reject_code")} if changes.get("reject_code") else None,
+    code = changes.get("reject_code")
+    audit = repository.system_audit(
+        image.clinic_id,
+        image.image_id,
+        action,
+        ACTOR,
+        logger.get_correlation_id(),
+        details={"code": code} if code else None,
     )
     done = repository.transition_image(
         image,

@@ -127,6 +127,21 @@ def caller_audit(
     )
 
 
+def system_audit(
+    clinic_id: str, image_id: str, action: str, actor: str, correlation_id: str | None, **kwargs: Any
+) -> AuditEventModel:
+    """An audit item for something the pipeline itself did to an image."""
+    return audit_event(
+        clinic_id=clinic_id,
+        action=action,
+        actor=actor,
+        subject_type="image",
+        subject_id=image_id,
+        correlation_id=correlation_id,
+        **kwargs,
+    )
+
+
 def record_caller_audit(principal: Principal, action: str, subject: tuple[str, str], **kwargs: Any) -> None:
     record_audit_event(caller_audit(principal, action, subject, **kwargs))
 

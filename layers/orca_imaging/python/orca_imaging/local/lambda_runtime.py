@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sys
 import threading
 import time
 import uuid
@@ -58,7 +59,9 @@ class FunctionHost:
         with self._guard:
             if spec.name not in self._handlers:
                 module_name, attr = spec.entry.split(":")
-                module = importlib.reload(importlib.import_module(module_name))
+                # Already imported (by an earlier stack in this process): run it again.
+                loaded = sys.modules.get(module_name)
+                module = importlib.reload(loaded) if loaded else importlib.import_module(module_name)
                 self._handlers[spec.name] = getattr(module, attr)
                 self._locks[spec.name] = threading.Lock()
             return self._handlers[spec.name], self._locks[spec.name]

@@ -49,7 +49,6 @@ class Scheduler:
             threading.Thread(target=self._run, args=(s,), name=f"schedule-{s.construct_id}", daemon=True)
             for s in schedules
         ]
-        self.runs: dict[str, int] = {s.construct_id: 0 for s in schedules}
 
     def start(self) -> None:
         for thread in self._threads:
@@ -66,4 +65,3 @@ class Scheduler:
                 self._host.invoke(self._resolve(schedule.function), scheduled_event(schedule, self._region))
             except Exception:  # a failed run is logged; the next tick tries again, as EventBridge would
                 logger.exception("scheduled run failed", extra={"schedule": schedule.construct_id})
-            self.runs[schedule.construct_id] += 1

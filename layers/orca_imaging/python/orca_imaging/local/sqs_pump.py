@@ -45,7 +45,6 @@ class SqsPump:
         self._wait_seconds = wait_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"sqs-pump-{function.name}", daemon=True)
-        self.invocations = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -75,7 +74,6 @@ class SqsPump:
         if not messages:
             return 0
         event = {"Records": [self._record(dict(m)) for m in messages]}
-        self.invocations += 1
         try:
             result = self._host.invoke(self._function, event) or {}
         except Exception:
