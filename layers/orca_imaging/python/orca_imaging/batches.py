@@ -20,7 +20,7 @@ from orca_imaging.errors import ConflictError, DependencyError, RequestValidatio
 from orca_imaging.ids import new_id
 from orca_imaging.matching import match_name
 from orca_imaging.models import BatchModel, BatchStatus, ImageModel, ImageStatus, UploadSource, utcnow
-from orca_imaging.uploads import UploadFile, UploadSigner, UploadTarget, duplicate_warnings, new_pending_image
+from orca_imaging.uploads import UploadFile, UploadSigner, UploadTarget, new_pending_image, with_warnings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -106,8 +106,7 @@ def create_batch(
     if len(request.files) > settings.max_batch_files:
         raise RequestValidationError(f"a batch holds at most {settings.max_batch_files} files")
     signer = UploadSigner(s3, settings, principal, correlation_id)
-    for file in request.files:
-        signer.policy.check_size(file.size)
+    cautions = [signer.check(file) for file in request.files]
     for patient_id in {f.patient_id or request.patient_id for f in request.files} - {None}:
         repository.get_patient(principal.clinic_id, str(patient_id))
 
@@ -128,10 +127,8 @@ def create_batch(
         for file in files
     ]
     targets = [
-        signer.target(image).model_copy(
-            update={"warnings": duplicate_warnings(principal.clinic_id, image.declared_sha256)}
-        )
-        for image in images
+        with_warnings(signer.target(image), principal.clinic_id, image.declared_sha256, file_cautions)
+        for image, file_cautions in zip(images, cautions, strict=True)
     ]
     batch = BatchModel(
         clinic_id=principal.clinic_id,

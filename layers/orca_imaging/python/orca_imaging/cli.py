@@ -128,11 +128,17 @@ def _inspect(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from orca_imaging.inspection import expand, inspect_file
+    from orca_imaging.limits import PhotoLimits
 
+    limits = PhotoLimits(
+        soft_limit_bytes=args.photo_soft_limit or PhotoLimits.soft_limit_bytes,
+        hard_limit_bytes=args.photo_hard_limit or PhotoLimits.hard_limit_bytes,
+        min_edge_pixels=args.min_photo_edge or PhotoLimits.min_edge_pixels,
+    )
     files = list(expand(args.paths))
     rejected = 0
     for path in tqdm(files, unit="file", disable=len(files) < 2, file=sys.stderr):
-        report = inspect_file(path)
+        report = inspect_file(path, limits=limits)
         rejected += report["outcome"] == "rejected"
         print(json.dumps(report), flush=True)
     print(f"{len(files) - rejected} accepted, {rejected} rejected", file=sys.stderr)
@@ -167,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = commands.add_parser("inspect", help="run the processing locally on files or folders (no AWS)")
     inspect.add_argument("paths", nargs="+", type=Path)
+    inspect.add_argument(
+        "--photo-soft-limit", type=int, help="bytes above which a photo is flagged large_file"
+    )
+    inspect.add_argument("--photo-hard-limit", type=int, help="bytes above which a photo is rejected")
+    inspect.add_argument("--min-photo-edge", type=int, help="shortest photo edge accepted, in pixels")
     inspect.set_defaults(run=_inspect)
     return parser
 

@@ -8,6 +8,7 @@ and logs never see it.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -162,3 +163,71 @@ def capture_time(fields: ExifFields, uploaded_at: datetime) -> CaptureTime:
             if at <= uploaded_at + timedelta(days=1):
                 return CaptureTime(at, "exif" if offset is not None else "exif_local")
     return CaptureTime(uploaded_at, "upload_time_fallback")
+
+
+# ---------------------------------------------------------------- structural check
+# Bytes per value of each TIFF field type (TIFF 6.0 section 2, EXIF 2.32 section 4.6.2).
+_TYPE_BYTES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+_SUB_IFDS = {0x8769: "exif", 0x8825: "gps", 0xA005: "interop"}
+_THUMBNAIL_OFFSET, _THUMBNAIL_LENGTH = 0x0201, 0x0202
+
+
+def exif_damage(raw: bytes | None) -> str | None:
+    """What is structurally wrong with an EXIF block, or None when it is sound or absent.
+
+    Readers (Pillow included) skip what they cannot parse, so a damaged block reads as
+    fewer tags rather than an error. This walks the TIFF structure itself: the header,
+    IFD0/IFD1 and the Exif, GPS and Interop IFDs, each entry's type, and that every value
+    and the embedded thumbnail lie inside the block. MakerNotes are vendor formats and are
+    not walked. The answer names a structure, never a value (values may be PHI).
+    """
+    if not raw:
+        return None
+    tiff = raw[6:] if raw.startswith(b"Exif\x00") else raw
+    if len(tiff) < 8:
+        return "header is cut short"
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or struct.unpack(order + "H", tiff[2:4])[0] != 42:
+        return "header is not TIFF"
+    pending = [("ifd0", struct.unpack(order + "I", tiff[4:8])[0])]
+    seen: set[int] = set()
+    while pending:
+        name, offset = pending.pop()
+        if offset in seen:
+            return f"{name} points back into an earlier IFD"
+        seen.add(offset)
+        damage = _ifd_damage(tiff, order, name, offset, pending)
+        if damage:
+            return damage
+    return None
+
+
+def _ifd_damage(
+    tiff: bytes, order: str, name: str, offset: int, pending: list[tuple[str, int]]
+) -> str | None:
+    """Check one IFD, queueing the IFDs it points to."""
+    if offset < 8 or offset + 2 > len(tiff):
+        return f"{name} lies outside the block"
+    (count,) = struct.unpack(order + "H", tiff[offset : offset + 2])
+    end = offset + 2 + 12 * count
+    if count == 0 or end + 4 > len(tiff):
+        return f"{name} entries run past the block"
+    thumbnail: dict[int, int] = {}
+    for entry in range(offset + 2, end, 12):
+        tag, kind, values = struct.unpack(order + "HHI", tiff[entry : entry + 8])
+        size = _TYPE_BYTES.get(kind)
+        if size is None:
+            return f"{name} has an entry of unknown type {kind}"
+        (value,) = struct.unpack(order + "I", tiff[entry + 8 : entry + 12])
+        if size * values > 4 and value + size * values > len(tiff):
+            return f"{name} has a value outside the block"
+        if tag in _SUB_IFDS and name in ("ifd0", "exif"):
+            pending.append((_SUB_IFDS[tag], value))
+        if tag in (_THUMBNAIL_OFFSET, _THUMBNAIL_LENGTH) and name == "ifd1":
+            thumbnail[tag] = value
+    if len(thumbnail) == 2 and sum(thumbnail.values()) > len(tiff):
+        return "the embedded thumbnail lies outside the block"
+    (following,) = struct.unpack(order + "I", tiff[end : end + 4])
+    if name == "ifd0" and following:
+        pending.append(("ifd1", following))
+    return None

@@ -7,6 +7,7 @@ quality lands within a few bits; different photos differ in about half of the 64
 
 from __future__ import annotations
 
+import numpy as np
 from PIL import Image
 
 HASH_BITS = 64
@@ -17,12 +18,10 @@ NEAR_DUPLICATE_BITS = 8
 def dhash(image: Image.Image) -> str:
     """64-bit difference hash as 16 hex digits."""
     small = image.convert("L").resize((9, 8), Image.Resampling.LANCZOS)
-    pixels = list(small.getdata())
+    grey = np.asarray(small, dtype=np.int16)
     bits = 0
-    for row in range(8):
-        for column in range(8):
-            left, right = pixels[row * 9 + column], pixels[row * 9 + column + 1]
-            bits = (bits << 1) | (1 if left > right else 0)
+    for brighter in (grey[:, :-1] > grey[:, 1:]).flat:  # row by row, left to right
+        bits = (bits << 1) | int(brighter)
     return f"{bits:016x}"
 
 

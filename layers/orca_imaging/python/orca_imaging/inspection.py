@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from orca_imaging.errors import FileRejectedError
+from orca_imaging.limits import PhotoLimits
 from orca_imaging.photos import process_photo
 from orca_imaging.pipeline import AWAITING_PROCESSOR, PROCESSORS
 from orca_imaging.sniff import SNIFF_BYTES, sniff
@@ -28,7 +29,9 @@ def expand(paths: Iterable[Path]) -> Iterator[Path]:
             yield path
 
 
-def inspect_file(path: Path, *, now: datetime | None = None) -> dict[str, Any]:
+def inspect_file(
+    path: Path, *, now: datetime | None = None, limits: PhotoLimits | None = None
+) -> dict[str, Any]:
     data = path.read_bytes()
     kind = sniff(data[:SNIFF_BYTES], len(data))
     report: dict[str, Any] = {
@@ -45,7 +48,7 @@ def inspect_file(path: Path, *, now: datetime | None = None) -> dict[str, Any]:
     if kind.kind not in PROCESSORS:
         return report | {"outcome": "rejected", "reason": "unsupported_format"}
     try:
-        photo = process_photo(data, now or datetime.now(UTC))
+        photo = process_photo(data, now or datetime.now(UTC), limits=limits or PhotoLimits())
     except FileRejectedError as e:
         return report | {"outcome": "rejected", "reason": e.reason, "message": e.message}
     fields = photo.exif
@@ -66,6 +69,7 @@ def inspect_file(path: Path, *, now: datetime | None = None) -> dict[str, Any]:
             "orientation": fields.orientation,
         },
         "quality": {"score": photo.quality.score, "notes": photo.quality.notes},
+        "warnings": photo.warnings,
         "variants": {
             v.name: {"bytes": len(v.data), "width": v.width, "height": v.height} for v in photo.variants
         },

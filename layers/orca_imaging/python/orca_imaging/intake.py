@@ -17,6 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from orca_imaging import repository
 from orca_imaging.errors import ConflictError, DependencyError
 from orca_imaging.keys import parse_original_key
+from orca_imaging.limits import IN_MEMORY_MAX_BYTES
 from orca_imaging.models import FileType, ImageModel, ImageStatus, utcnow
 from orca_imaging.observability import logger
 from orca_imaging.sniff import SNIFF_BYTES, Sniffed, sniff
@@ -56,9 +57,8 @@ def object_created_events(message: dict[str, Any]) -> list[ObjectCreated]:
     return found
 
 
-# Objects up to this size are kept in memory for the processing step (photos, single
-# DICOM instances); larger ones (CBCT archives, big scans) are streamed again when needed.
-KEEP_BODY_BYTES = 256 * 1024 * 1024
+# Objects up to IN_MEMORY_MAX_BYTES are kept in memory for the processing step (photos,
+# single DICOM instances); larger ones (CBCT archives, big scans) are streamed again.
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def read_object(s3: S3Client, obj: ObjectCreated) -> StoredObject:
             size += len(chunk)
             if len(head) < SNIFF_BYTES:
                 head += chunk[: SNIFF_BYTES - len(head)]
-            if body is not None and size <= KEEP_BODY_BYTES:
+            if body is not None and size <= IN_MEMORY_MAX_BYTES:
                 body += chunk
             else:
                 body = None

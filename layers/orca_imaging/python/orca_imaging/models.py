@@ -367,6 +367,10 @@ class ClinicSettingsModel(Model):
     clinic_id = UnicodeAttribute(hash_key=True, attr_name="clinicId")
     # e.g. "{chart}_{slot}": how folder-import file names name the patient (see `matching`).
     filename_pattern = UnicodeAttribute(null=True, attr_name="filenamePattern")
+    # Photo limits (see `limits.PhotoLimits`); unset means the system's default.
+    photo_soft_limit_bytes = NumberAttribute(null=True, attr_name="photoSoftLimitBytes")
+    photo_hard_limit_bytes = NumberAttribute(null=True, attr_name="photoHardLimitBytes")
+    min_photo_edge_pixels = NumberAttribute(null=True, attr_name="minPhotoEdgePixels")
     updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
     updated_by = UnicodeAttribute(null=True, attr_name="updatedBy")
 

@@ -16,8 +16,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from orca_imaging.errors import FileRejectedError
-from orca_imaging.exif import CaptureTime, ExifFields, capture_time, read_exif
+from orca_imaging.exif import CaptureTime, ExifFields, capture_time, exif_damage, read_exif
 from orca_imaging.fingerprint import dhash
+from orca_imaging.limits import PhotoLimits
 from orca_imaging.quality import Quality, assess
 from orca_imaging.variants import Variant, full_resolution, small_variants
 
@@ -54,11 +55,24 @@ class ProcessedPhoto:
     variants: list[Variant]
     quality: Quality
     fingerprint: str | None  # dHash of the upright preview; None for a frame with no detail
+    warnings: list[str]  # what was accepted but is worth a look, e.g. "large_file"
 
 
-def process_photo(data: bytes, uploaded_at: datetime, *, min_pixels: int | None = None) -> ProcessedPhoto:
+def process_photo(
+    data: bytes,
+    uploaded_at: datetime,
+    *,
+    limits: PhotoLimits = PhotoLimits(),  # noqa: B008 (frozen, so one shared default is safe)
+    min_pixels: int | None = None,
+) -> ProcessedPhoto:
     """Validate, read EXIF and capture time, make the three variants and score quality."""
+    cautions = limits.check_size(len(data))
     image = open_photo(data)
+    limits.check_dimensions(image.width, image.height)
+    if exif_damage(image.info.get("exif")):
+        # The pixels are sound; the camera's metadata cannot all be trusted (capture time
+        # included), so say so rather than lose a clinical photo over it.
+        cautions.append("exif_damaged")
     fields = read_exif(image)
     upright = ImageOps.exif_transpose(image) or image
     full = full_resolution(data, image, upright, fields.orientation)
@@ -79,6 +93,7 @@ def process_photo(data: bytes, uploaded_at: datetime, *, min_pixels: int | None 
         variants=[*small, full],
         quality=quality,
         fingerprint=None if "no_detail" in quality.notes else dhash(preview_image),
+        warnings=cautions,
     )
 
 

@@ -18,6 +18,7 @@ from orca_imaging.errors import DependencyError, FileRejectedError
 from orca_imaging.fingerprint import NEAR_DUPLICATE_BITS, distance
 from orca_imaging.intake import ACTOR, ObjectCreated, Received, StoredObject, receive_original
 from orca_imaging.keys import ABANDONED_TAG, derived_key, original_key, quarantine_key
+from orca_imaging.limits import PhotoLimits
 from orca_imaging.models import ExifSummary, FileType, ImageModel, ImageStatus
 from orca_imaging.observability import logger, metrics
 
@@ -41,9 +42,11 @@ VARIANT_CACHE_CONTROL = "private, max-age=31536000, immutable"
 def _process_photo(
     image: ImageModel, stored: StoredObject, s3: S3Client, settings: ConsumerSettings
 ) -> dict[str, Any]:
-    if stored.body is None:
+    limits = PhotoLimits.for_clinic(repository.clinic_settings(image.clinic_id))
+    if stored.body is None:  # over what a consumer holds in memory, so over any hard limit
+        limits.check_size(stored.size)
         raise FileRejectedError("too_large", "the photo is larger than the pipeline accepts")
-    photo = photos.process_photo(stored.body, image.received_at or image.created_at)
+    photo = photos.process_photo(stored.body, image.received_at or image.created_at, limits=limits)
     keys = {}
     for variant in photo.variants:
         key = derived_key(image.clinic_id, image.image_id, variant.name)
@@ -51,10 +54,15 @@ def _process_photo(
         keys[variant.name.removesuffix(".jpg")] = key
     fields = photo.exif
     near = _nearest_photo(image, photo.fingerprint)
+    warnings = [
+        *(image.warnings or []),
+        *photo.warnings,
+        *([f"possible_duplicate_of:{near}"] if near else []),
+    ]
     return {
         "perceptual_hash": photo.fingerprint,
         "possible_duplicate_of": near,
-        "warnings": [*(image.warnings or []), f"possible_duplicate_of:{near}"] if near else image.warnings,
+        "warnings": warnings or None,
         "file_type": FileType.PHOTO,
         "width": photo.width,
         "height": photo.height,

@@ -7,11 +7,12 @@ import json
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orca_imaging import repository
 from orca_imaging.api import image_view
 from orca_imaging.errors import RequestValidationError
+from orca_imaging.limits import IN_MEMORY_MAX_BYTES, PhotoLimits
 from orca_imaging.matching import compile_pattern
 from orca_imaging.models import (
     ClinicSettingsModel,
@@ -193,16 +194,40 @@ def put_patient(
 
 
 class ClinicSettingsRequest(BaseModel):
-    """What a clinic admin sets for intake."""
+    """What a clinic admin sets for intake. A field left out goes back to the default."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     filename_pattern: str | None = Field(default=None, alias="filenamePattern", min_length=3, max_length=128)
+    photo_soft_limit_bytes: int | None = Field(
+        default=None, alias="photoSoftLimitBytes", gt=0, le=IN_MEMORY_MAX_BYTES
+    )
+    photo_hard_limit_bytes: int | None = Field(
+        default=None, alias="photoHardLimitBytes", gt=0, le=IN_MEMORY_MAX_BYTES
+    )
+    min_photo_edge_pixels: int | None = Field(default=None, alias="minPhotoEdgePixels", gt=0, le=10_000)
+
+    @model_validator(mode="after")
+    def _soft_below_hard(self) -> ClinicSettingsRequest:
+        limits = PhotoLimits(
+            soft_limit_bytes=self.photo_soft_limit_bytes or PhotoLimits.soft_limit_bytes,
+            hard_limit_bytes=self.photo_hard_limit_bytes or PhotoLimits.hard_limit_bytes,
+        )
+        if limits.soft_limit_bytes > limits.hard_limit_bytes:
+            raise ValueError("photoSoftLimitBytes must not exceed photoHardLimitBytes")
+        return self
 
 
 def clinic_settings_view(principal: Principal) -> dict[str, Any]:
     current = repository.clinic_settings(principal.clinic_id)
-    return {"clinicId": principal.clinic_id, "filenamePattern": current.filename_pattern}
+    limits = PhotoLimits.for_clinic(current)
+    return {
+        "clinicId": principal.clinic_id,
+        "filenamePattern": current.filename_pattern,
+        "photoSoftLimitBytes": limits.soft_limit_bytes,
+        "photoHardLimitBytes": limits.hard_limit_bytes,
+        "minPhotoEdgePixels": limits.min_edge_pixels,
+    }
 
 
 def put_clinic_settings(
@@ -214,6 +239,9 @@ def put_clinic_settings(
         ClinicSettingsModel(
             clinic_id=principal.clinic_id,
             filename_pattern=request.filename_pattern,
+            photo_soft_limit_bytes=request.photo_soft_limit_bytes,
+            photo_hard_limit_bytes=request.photo_hard_limit_bytes,
+            min_photo_edge_pixels=request.min_photo_edge_pixels,
             updated_by=principal.user_id,
         )
     )

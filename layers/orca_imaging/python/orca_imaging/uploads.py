@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from orca_imaging import repository
-from orca_imaging.errors import DependencyError, PayloadTooLargeError
+from orca_imaging.errors import DependencyError, FileRejectedError, PayloadTooLargeError
 from orca_imaging.ids import new_image_id
 from orca_imaging.keys import original_key
+from orca_imaging.limits import PHOTO_CONTENT_PREFIX, PhotoLimits
 from orca_imaging.models import FileType, ImageModel, ImageStatus, UploadSource, utcnow
 
 if TYPE_CHECKING:
@@ -205,6 +207,22 @@ class UploadSigner:
         self.principal = principal
         self.correlation_id = correlation_id
 
+    @cached_property
+    def photo_limits(self) -> PhotoLimits:
+        return PhotoLimits.for_clinic(repository.clinic_settings(self.principal.clinic_id))
+
+    def check(self, file: UploadFile) -> list[str]:
+        """Refuse a declared size over the limits (413); the warnings for one within them."""
+        self.policy.check_size(file.size)
+        if not file.content_type.startswith(PHOTO_CONTENT_PREFIX):
+            return []
+        try:
+            return self.photo_limits.check_size(file.size)
+        except FileRejectedError as e:
+            raise PayloadTooLargeError(
+                e.message, details={"maxBytes": self.photo_limits.hard_limit_bytes}
+            ) from e
+
     def metadata(self, image: ImageModel) -> dict[str, str]:
         return {
             "uploader": self.principal.user_id,
@@ -287,7 +305,7 @@ def create_upload_target(
 ) -> UploadTarget:
     """Record a PENDING_UPLOAD image and return where the client may send its bytes."""
     signer = UploadSigner(s3, settings, principal, correlation_id)
-    signer.policy.check_size(request.size)
+    cautions = signer.check(request)
     repository.get_patient(principal.clinic_id, request.patient_id)
     image = new_pending_image(
         request,
@@ -309,12 +327,14 @@ def create_upload_target(
         },
     )
     repository.create_image(image, audit)
-    return target.model_copy(update={"warnings": duplicate_warnings(principal.clinic_id, request.sha256)})
+    return with_warnings(target, principal.clinic_id, request.sha256, cautions)
 
 
-def duplicate_warnings(clinic_id: str, sha256: str | None) -> list[str] | None:
-    """Warn (the spec's rule 7) when the declared bytes are already in the clinic."""
-    if not sha256:
-        return None
-    existing = repository.first_with_sha256(clinic_id, sha256)
-    return [f"duplicate_of:{existing.image_id}"] if existing else None
+def with_warnings(
+    target: UploadTarget, clinic_id: str, sha256: str | None, cautions: list[str]
+) -> UploadTarget:
+    """The target plus what the client should know before sending: size, and (the spec's
+    rule 7) bytes the clinic already has."""
+    existing = repository.first_with_sha256(clinic_id, sha256) if sha256 else None
+    warnings = [*cautions, *([f"duplicate_of:{existing.image_id}"] if existing else [])]
+    return target.model_copy(update={"warnings": warnings or None})
