@@ -209,3 +209,45 @@ def test_batch_requests_are_validated(doctor: ApiClient) -> None:
     assert response.status_code == 400 and "unique" in response.json()["message"]
     unknown_patient = doctor.post("/upload/batch", {**batch_body([PHOTOS[0]]), "patientId": "pat_nobody"})
     assert unknown_patient.status_code == 404
+
+
+# Every photo in bad/, by what the pipeline makes of it. Files whose pixels decode but whose
+# metadata is odd are kept (see the README's design notes): exif_invalid_* carry XMP and no
+# EXIF at all, the Olympus file's damage is inside its vendor MakerNote, and the Canon 30D's
+# GPS IFD is structurally broken, which is flagged.
+BAD_PHOTO_OUTCOMES = {
+    "jpeg_32_bytes_truncated_exif.jpg": ("FAILED", "truncated"),
+    "jpeg_cut_half_canon.jpg": ("FAILED", "truncated"),
+    "jpeg_truncated_real.jpg": ("FAILED", "truncated"),
+    "heic_cut_30pct.heic": ("FAILED", "truncated"),
+    "jpeg_broken_exif_canon30d.jpg": ("SUCCEEDED", "exif_damaged"),
+    "exif_corrupted_olympus.jpg": ("SUCCEEDED", None),
+    "exif_invalid_1.jpg": ("SUCCEEDED", None),
+    "exif_invalid_2.jpg": ("SUCCEEDED", None),
+    "jpeg_exif_offset_out_of_bounds.jpg": ("SUCCEEDED", None),
+}
+
+
+def test_every_bad_photo_is_handled_with_its_reason_beside_good_ones(fresh_doctor: ApiClient) -> None:
+    bad = [CORPUS / "bad" / name for name in BAD_PHOTO_OUTCOMES]
+    good = PHOTOS[:3]
+    files = [good[0], *bad[:4], good[1], *bad[4:], good[2]]
+    batch = fresh_doctor.post("/upload/batch", batch_body(files)).json()
+    for target, path in zip(batch["targets"], files, strict=True):
+        post_file(target, path)
+    view = wait_for_batch(fresh_doctor, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS")
+
+    by_id = {f["imageId"]: f for f in view["files"]}
+    outcomes = {
+        path.name: (by_id[t["imageId"]]["status"], by_id[t["imageId"]].get("reason"))
+        for t, path in zip(batch["targets"], files, strict=True)
+    }
+    for name, (status, note) in BAD_PHOTO_OUTCOMES.items():
+        if status == "FAILED":
+            assert outcomes[name] == (status, note), name
+        else:
+            entry = by_id[batch["targets"][files.index(CORPUS / "bad" / name)]["imageId"]]
+            assert (entry["status"], entry.get("warnings")) == (status, [note] if note else None), name
+    assert [outcomes[p.name][0] for p in good] == ["SUCCEEDED"] * 3
+    assert {e["reason"] for e in view["errors"]} == {"truncated"} and len(view["errors"]) == 4
+    assert (view["succeeded"], view["failed"]) == (8, 4)
