@@ -20,7 +20,15 @@ from orca_imaging.exif import CaptureTime, ExifFields, capture_time, exif_damage
 from orca_imaging.fingerprint import dhash
 from orca_imaging.limits import PhotoLimits
 from orca_imaging.quality import Quality, assess
-from orca_imaging.variants import Variant, full_resolution, small_variants
+from orca_imaging.variants import (
+    PREVIEW_PX,
+    Variant,
+    keeps_compressed_data,
+    reencoded_full_resolution,
+    small_variants,
+    strip_jpeg_metadata,
+    to_srgb,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -67,27 +75,44 @@ def process_photo(
 ) -> ProcessedPhoto:
     """Validate, read EXIF and capture time, make the three variants and score quality."""
     cautions = limits.check_size(len(data))
-    image = open_photo(data)
+    image = _open(data)
     limits.check_dimensions(image.width, image.height)
+    stored_size, orientation = image.size, _orientation(image)
+    stripped = strip_jpeg_metadata(data) if keeps_compressed_data(image, orientation) else None
+    if stripped is not None and max(image.size) > 2 * PREVIEW_PX:
+        # The full-size copy needs no pixels, so decode at reduced scale (DCT scaling):
+        # every entropy-coded byte is still decoded, so truncation and corruption are
+        # caught as in a full decode, for a fraction of the time and memory.
+        image.draft(image.mode, (PREVIEW_PX, PREVIEW_PX))
+    _decode(image)
     if exif_damage(image.info.get("exif")):
         # The pixels are sound; the camera's metadata cannot all be trusted (capture time
         # included), so say so rather than lose a clinical photo over it.
         cautions.append("exif_damaged")
     fields = read_exif(image)
-    upright = ImageOps.exif_transpose(image) or image
-    full = full_resolution(data, image, upright, fields.orientation)
-    small = small_variants(data, image)
+    source_format, mode, icc = image.format or "", image.mode, image.info.get("icc_profile")
+    redecode_jpeg = source_format == "JPEG" and image.size == stored_size
+    upright = image
+    if orientation != 1:
+        upright = ImageOps.exif_transpose(image, in_place=False)
+        image.close()  # frees the stored orientation's pixels: peak memory is one full frame less
+    if stripped is not None:
+        full = Variant("full.jpg", stripped, *stored_size, lossless=True)
+    else:
+        upright = to_srgb(upright)  # once, for the full-size copy and the small ones
+        full = reencoded_full_resolution(upright)
+    small = small_variants(data, upright, redecode_jpeg=redecode_jpeg)
+    width, height = stored_size[::-1] if orientation in _QUARTER_TURNS else stored_size
     preview = next(v for v in small if v.name == "preview.jpg")
     preview_image = Image.open(io.BytesIO(preview.data))
-    quality = assess(preview_image, pixels=upright.width * upright.height, min_pixels=min_pixels)
-    icc = image.info.get("icc_profile")
+    quality = assess(preview_image, pixels=width * height, min_pixels=min_pixels)
     return ProcessedPhoto(
-        width=upright.width,
-        height=upright.height,
-        format=image.format or "",
-        mode=image.mode,
-        bit_depth=_BIT_DEPTH.get(image.mode, 8),
-        color_space=fields.color_space or ("ICC" if icc else image.mode),
+        width=width,
+        height=height,
+        format=source_format,
+        mode=mode,
+        bit_depth=_BIT_DEPTH.get(mode, 8),
+        color_space=fields.color_space or ("ICC" if icc else mode),
         exif=fields,
         captured=capture_time(fields, uploaded_at),
         variants=[*small, full],
@@ -97,18 +122,32 @@ def process_photo(
     )
 
 
+# EXIF orientations 5-8 turn the picture a quarter: its displayed width is its stored height.
+_QUARTER_TURNS = {5, 6, 7, 8}
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(0x0112)
+    except Exception:  # damaged EXIF: taken as upright, and flagged by exif_damage
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
 def open_photo(data: bytes) -> Image.Image:
     """Open and fully decode a photo; raise FileRejectedError with a specific reason."""
+    image = _open(data)
+    _decode(image)
+    return image
+
+
+def _open(data: bytes) -> Image.Image:
+    """Identify the photo and guard its size, without decoding it."""
     _register_heif()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            if image.width * image.height > MAX_PIXELS:
-                raise FileRejectedError(
-                    "too_many_pixels", f"{image.width}x{image.height} exceeds {MAX_PIXELS} pixels"
-                )
-            image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise FileRejectedError("too_many_pixels", "the image exceeds the pixel limit") from e
     except UnidentifiedImageError as e:
@@ -116,11 +155,26 @@ def open_photo(data: bytes) -> Image.Image:
             "unsupported_format", "the file is not an image any decoder recognises"
         ) from e
     except (OSError, SyntaxError, ValueError) as e:
-        reason = "truncated" if "truncated" in str(e).lower() else "corrupt_image"
-        raise FileRejectedError(reason, "the image could not be decoded in full") from e
+        raise FileRejectedError(_decode_failure(e), "the image could not be decoded in full") from e
+    if image.width * image.height > MAX_PIXELS:
+        raise FileRejectedError(
+            "too_many_pixels", f"{image.width}x{image.height} exceeds {MAX_PIXELS} pixels"
+        )
+    return image
+
+
+def _decode(image: Image.Image) -> None:
+    """Decode every byte of the image data, so a file cut short or corrupt is caught."""
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise FileRejectedError(_decode_failure(e), "the image could not be decoded in full") from e
     if image.format in ("HEIF", "AVIF") and _missing_tiles(image):
         raise FileRejectedError("truncated", "the end of the image is missing (the file was cut short)")
-    return image
+
+
+def _decode_failure(error: Exception) -> str:
+    return "truncated" if "truncated" in str(error).lower() else "corrupt_image"
 
 
 # A HEIC cut short decodes without error: libheif fills the missing tiles with one flat

@@ -82,9 +82,13 @@ def _encode(image: Image.Image, quality: int) -> bytes:
 
 
 def _scaled(image: Image.Image, name: str, size: int) -> Variant:
-    copy = image.copy()
-    copy.thumbnail((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return Variant(name, _encode(copy, SMALL_QUALITY), copy.width, copy.height)
+    """The image with its long edge at most `size`, never enlarged."""
+    scale = min(1.0, size / max(image.size))
+    target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    resized = (
+        image if target == image.size else image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    )
+    return Variant(name, _encode(resized, SMALL_QUALITY), resized.width, resized.height)
 
 
 def strip_jpeg_metadata(data: bytes) -> bytes | None:
@@ -119,26 +123,26 @@ def strip_jpeg_metadata(data: bytes) -> bytes | None:
     return None
 
 
-def full_resolution(original: bytes, image: Image.Image, upright: Image.Image, orientation: int) -> Variant:
-    """Lossless when the original JPEG needs no pixel change; else one high-quality encode."""
-    needs_pixels = (
-        image.format != "JPEG" or orientation != 1 or image.mode not in ("RGB", "L") or not _is_srgb(image)
-    )
-    if not needs_pixels and (stripped := strip_jpeg_metadata(original)) is not None:
-        return Variant("full.jpg", stripped, image.width, image.height, lossless=True)
-    rgb = to_srgb(upright)
-    return Variant("full.jpg", _encode(rgb, FULL_QUALITY), rgb.width, rgb.height)
+def keeps_compressed_data(image: Image.Image, orientation: int) -> bool:
+    """Whether the full-size copy can be the original JPEG's own compressed data: no
+    pixel change is needed (upright, RGB or grey, sRGB or untagged)."""
+    return image.format == "JPEG" and orientation == 1 and image.mode in ("RGB", "L") and _is_srgb(image)
 
 
-def small_variants(original: bytes, fallback: Image.Image) -> list[Variant]:
-    """Thumbnail and preview; a JPEG is decoded again at reduced scale for them."""
-    source = fallback
-    if fallback.format == "JPEG" and max(fallback.size) > 2 * PREVIEW_PX:
-        reduced = Image.open(io.BytesIO(original))
-        reduced.draft("RGB" if reduced.mode != "L" else "L", (PREVIEW_PX, PREVIEW_PX))
-        source = ImageOps.exif_transpose(reduced) or reduced
-    else:
-        source = ImageOps.exif_transpose(fallback) or fallback
+def reencoded_full_resolution(srgb: Image.Image) -> Variant:
+    """The full-size copy when pixels must change: one high-quality encode of the upright
+    sRGB pixels (see `to_srgb`)."""
+    return Variant("full.jpg", _encode(srgb, FULL_QUALITY), srgb.width, srgb.height)
+
+
+def small_variants(original: bytes, upright: Image.Image, *, redecode_jpeg: bool) -> list[Variant]:
+    """Thumbnail and preview from the upright image. A large JPEG decoded at full size is
+    better decoded again at reduced scale for them: cheaper than resampling it down."""
+    source = upright
+    if redecode_jpeg and max(upright.size) > 2 * PREVIEW_PX:
+        again = Image.open(io.BytesIO(original))
+        again.draft("RGB" if again.mode != "L" else "L", (PREVIEW_PX, PREVIEW_PX))
+        source = ImageOps.exif_transpose(again) or again
     rgb = to_srgb(source)
     preview = _scaled(rgb, "preview.jpg", PREVIEW_PX)
     thumb = _scaled(rgb, "thumb.jpg", THUMBNAIL_PX)
