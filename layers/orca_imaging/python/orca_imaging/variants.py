@@ -81,14 +81,14 @@ def _encode(image: Image.Image, quality: int) -> bytes:
     return out.getvalue()
 
 
-def _scaled(image: Image.Image, name: str, size: int) -> Variant:
-    """The image with its long edge at most `size`, never enlarged."""
+def _scaled(image: Image.Image, name: str, size: int) -> tuple[Variant, Image.Image]:
+    """The image with its long edge at most `size` (never enlarged): encoded, and its pixels."""
     scale = min(1.0, size / max(image.size))
     target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
     resized = (
         image if target == image.size else image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
     )
-    return Variant(name, _encode(resized, SMALL_QUALITY), resized.width, resized.height)
+    return Variant(name, _encode(resized, SMALL_QUALITY), resized.width, resized.height), resized
 
 
 def strip_jpeg_metadata(data: bytes) -> bytes | None:
@@ -143,7 +143,6 @@ def small_variants(original: bytes, upright: Image.Image, *, redecode_jpeg: bool
         again = Image.open(io.BytesIO(original))
         again.draft("RGB" if again.mode != "L" else "L", (PREVIEW_PX, PREVIEW_PX))
         source = ImageOps.exif_transpose(again) or again
-    rgb = to_srgb(source)
-    preview = _scaled(rgb, "preview.jpg", PREVIEW_PX)
-    thumb = _scaled(rgb, "thumb.jpg", THUMBNAIL_PX)
+    preview, preview_pixels = _scaled(to_srgb(source), "preview.jpg", PREVIEW_PX)
+    thumb, _ = _scaled(preview_pixels, "thumb.jpg", THUMBNAIL_PX)  # 800 px hold all 150 px need
     return [thumb, preview]
