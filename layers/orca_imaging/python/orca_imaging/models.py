@@ -192,6 +192,11 @@ class ImageModel(Model):
     study_uid = UnicodeAttribute(null=True, attr_name="studyId")
     series_uid = UnicodeAttribute(null=True, attr_name="seriesId")
     instance_uid = UnicodeAttribute(null=True, attr_name="instanceId")
+    modality_code = UnicodeAttribute(null=True, attr_name="modalityCode")  # OPG, CEPH, CBCT, PA, BW
+    # Patient, UIDs, acquisition, equipment, geometry, calibration, transfer syntax.
+    dicom_summary = JSONAttribute(null=True, attr_name="dicomSummary")
+    radiation_dose = JSONAttribute(null=True, attr_name="radiationDose")  # doses with units, exposure
+    preview_unavailable = UnicodeAttribute(null=True, attr_name="previewUnavailable")
 
     # Protocol / treatment links
     protocol_id = UnicodeAttribute(null=True, attr_name="protocolId")

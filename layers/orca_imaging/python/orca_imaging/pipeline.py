@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from orca_imaging import dicom, photos, repository
 from orca_imaging import events as domain_events
-from orca_imaging import photos, repository
 from orca_imaging.errors import DependencyError, FileRejectedError
 from orca_imaging.fingerprint import NEAR_DUPLICATE_BITS, distance
 from orca_imaging.intake import ACTOR, ObjectCreated, Received, StoredObject, receive_original
@@ -119,12 +119,89 @@ def _put_derived(s3: S3Client, settings: ConsumerSettings, key: str, data: bytes
         raise DependencyError("writing a variant failed") from e
 
 
+def _process_dicom(
+    image: ImageModel, stored: StoredObject, s3: S3Client, settings: ConsumerSettings
+) -> dict[str, Any]:
+    if stored.body is None:
+        raise FileRejectedError("too_large", "the object is larger than the pipeline accepts")
+    dataset = dicom.read_dicom(stored.body)
+    summary = dicom.describe(dataset)
+    category, code = dicom.categorise(dataset)
+    preview = dicom.render_preview(stored.body, dataset)
+    keys = {}
+    for variant in preview.variants:
+        key = derived_key(image.clinic_id, image.image_id, variant.name)
+        _put_derived(s3, settings, key, variant.data, variant.content_type)
+        keys[variant.name.removesuffix(".jpg")] = key
+    uids, geometry = summary["uids"], summary["geometry"]
+    warnings = list(image.warnings or [])
+    for other in repository.images_with_sop_instance(
+        image.clinic_id, uids["instance"], excluding=image.image_id
+    ):
+        # Same UID, other bytes (same bytes were found a duplicate before this): keep both,
+        # flag both, tell someone. Never overwrite, never delete.
+        warnings.append(f"sop_conflict:{other.image_id}")
+        repository.add_warning(other, f"sop_conflict:{image.image_id}")
+        metrics.add_metric(name="DicomConflicts", unit="Count", value=1)
+    patient = dicom.patient_of(dataset)
+    captured = dicom.capture_time(dataset)
+    return {
+        "file_type": FileType.XRAY,
+        "patient_id": image.patient_id or _exact_patient(image.clinic_id, patient),
+        "category": category,
+        "modality": summary["acquisition"].get("modality"),
+        "modality_code": code,
+        "study_uid": uids.get("study"),
+        "series_uid": uids.get("series"),
+        "instance_uid": uids["instance"],
+        "width": geometry.get("columns"),
+        "height": geometry.get("rows"),
+        "bit_depth": geometry.get("bitsStored"),
+        "captured_at": captured or image.received_at or image.created_at,
+        "captured_at_source": "dicom" if captured else "upload_time_fallback",
+        "device_name": " ".join(
+            v for v in (summary["equipment"].get("manufacturer"), summary["equipment"].get("model")) if v
+        )
+        or None,
+        "dicom_summary": summary
+        | {
+            "patient": {
+                "name": patient.name,
+                "id": patient.patient_id,
+                "birthDate": patient.birth_date.isoformat() if patient.birth_date else None,
+                "sex": patient.sex,
+            }
+        },
+        "dicom_data": dicom.dicom_json(dataset),
+        "radiation_dose": dicom.radiation_dose(dataset),
+        "variant_keys": keys or None,
+        "thumbnail_key": keys.get("thumb"),
+        "preview_key": keys.get("preview"),
+        "preview_unavailable": preview.unavailable,
+        "warnings": warnings or None,
+    }
+
+
+def _exact_patient(clinic_id: str, patient: dicom.DicomPatient) -> str | None:
+    """The registry patient whose chart number is the PatientID and whose birth date agrees;
+    anything less is a person's decision (PENDING_MATCH), never a guess."""
+    if not patient.patient_id or patient.birth_date is None:
+        return None
+    found = repository.patient_by_chart(clinic_id, patient.patient_id)
+    if found is None:
+        return None
+    registered = repository.get_patient(clinic_id, found)
+    return found if registered.birth_date == patient.birth_date.isoformat() else None
+
+
 PROCESSORS: dict[str, Processor] = {
-    kind: _process_photo for kind in ("jpeg", "png", "tiff", "webp", "heic", "avif", "jp2", "j2c")
+    **{kind: _process_photo for kind in ("jpeg", "png", "tiff", "webp", "heic", "avif", "jp2", "j2c")},
+    "dicom": _process_dicom,
 }
-# Kinds recognised whose processing arrives with later work (DICOM ingest, 3D scans):
+# Kinds recognised whose processing arrives with later work (3D scans, video, documents):
 # they stay PROCESSING, received and counted as neither success nor failure yet.
-AWAITING_PROCESSOR = {"dicom", "stl", "ply", "obj", "video", "pdf"}
+AWAITING_PROCESSOR = {"stl", "ply", "obj", "video", "pdf"}
+DICOM_MIME = "application/dicom"
 
 
 def process_original(
@@ -158,6 +235,8 @@ def process_original(
         if original is not None:
             _finish_duplicate(image, original, s=s3, settings=settings, events=events)
             return received
+        if image.declared_mime_type == DICOM_MIME and kind != "dicom":
+            raise FileRejectedError("not_dicom", f"sent as DICOM, but the file is {kind}")
         processor = PROCESSORS.get(kind)
         if processor is None:
             if kind in AWAITING_PROCESSOR:
@@ -168,7 +247,8 @@ def process_original(
     except FileRejectedError as rejection:
         _reject(image, rejection, s3=s3, events=events, settings=settings)
         return received
-    if not _finish(image, _processed_status(image), "IMAGE_PROCESSED", "succeeded", changes):
+    status = _processed_status(changes.get("patient_id") or image.patient_id)
+    if not _finish(image, status, "IMAGE_PROCESSED", "succeeded", changes):
         return received
     metrics.add_metric(name="ImagesProcessed", unit="Count", value=1)
     _publish(events, settings, "ImageProcessed", image, {"status": image.status, "fileType": image.file_type})
@@ -179,9 +259,9 @@ def process_original(
     return received
 
 
-def _processed_status(image: ImageModel) -> ImageStatus:
+def _processed_status(patient_id: str | None) -> ImageStatus:
     """Processed files with no patient wait for a person to match them; never a guess."""
-    return ImageStatus.ACTIVE if image.patient_id else ImageStatus.PENDING_MATCH
+    return ImageStatus.ACTIVE if patient_id else ImageStatus.PENDING_MATCH
 
 
 def _finish_duplicate(
@@ -220,7 +300,7 @@ def _finish_duplicate(
         "needs_retake": original.needs_retake,
     }
     _tag_abandoned(s, settings, image)
-    if _finish(image, _processed_status(image), "IMAGE_DUPLICATE", "succeeded", changes):
+    if _finish(image, _processed_status(image.patient_id), "IMAGE_DUPLICATE", "succeeded", changes):
         metrics.add_metric(name="DuplicatesFound", unit="Count", value=1)
         extra = {"status": image.status, "fileType": image.file_type, "duplicateOf": original.image_id}
         _publish(events, settings, "ImageProcessed", image, extra)

@@ -259,6 +259,22 @@ def first_with_sha256(clinic_id: str, sha256: str, *, excluding: str | None = No
     return None
 
 
+def images_with_sop_instance(clinic_id: str, instance_uid: str, *, excluding: str) -> list[ImageModel]:
+    """The clinic's kept images of this SOP Instance UID, other than `excluding`."""
+    with _dynamodb("query SOP instance index"):
+        keys = [k.image_id for k in ImageModel.by_sop_instance.query(scoped(clinic_id, instance_uid))]
+    found = (find_image(clinic_id, image_id) for image_id in sorted(keys) if image_id != excluding)
+    return [image for image in found if image is not None and image.status in _KEPT]
+
+
+def add_warning(image: ImageModel, warning: str) -> None:
+    """Add a warning to a finished record (e.g. a conflict found by a later object)."""
+    if warning in (image.warnings or []):
+        return
+    with _dynamodb("add a warning"):
+        image.update(actions=[ImageModel.warnings.set((image.warnings or []) + [warning])])
+
+
 def patient_fingerprints(clinic_id: str, patient_id: str, *, limit: int = 1000) -> dict[str, str]:
     """Image id -> perceptual hash of the patient's kept photos, newest first."""
     with _dynamodb("query patient images"):

@@ -1,0 +1,406 @@
+"""DICOM objects: read and validate, describe, categorise, read the dose, render a preview.
+
+Pure: bytes in, models out, no AWS. Reading accepts Part-10 files with a preamble, files cut
+before the preamble (starting at the file meta group) and raw datasets with no file meta at
+all (pydicom tries the little-endian transfer syntaxes). What is not a DICOM object, or is
+one cut short, is rejected with a specific reason. An object that is valid but whose pixel
+data no installed decoder can decode is kept; only its preview is missing, with the reason.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+from pydicom import config, dcmread
+from pydicom.dataelem import RawDataElement
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
+from pydicom.pixels.utils import pixel_array
+from pydicom.valuerep import PersonName
+
+from orca_imaging.errors import FileRejectedError
+from orca_imaging.models import ImageCategory
+from orca_imaging.variants import Variant, small_variants
+
+if TYPE_CHECKING:
+    from pydicom.dataset import Dataset
+
+# Devices write many small oddities (a UID with a leading zero, a DS with too many digits);
+# the object is judged here, by what matters, not by pydicom's warning per value.
+config.settings.reading_validation_mode = config.IGNORE
+# pydicom's own log lines quote values (names, IDs): PHI, so only its errors are let through.
+logging.getLogger("pydicom").setLevel(logging.ERROR)
+
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+ENHANCED_CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2.1"
+# Binary values above this are left out of `dicomData` (pixel data, overlays, icons, LUTs).
+BULK_BYTES = 1024
+_UNDEFINED_LENGTH = 0xFFFFFFFF
+
+
+def read_dicom(data: bytes) -> Dataset:
+    """The dataset, or FileRejectedError: `not_dicom`, `invalid_dicom` or `truncated`."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom warns on every oddity; we judge below
+            dataset = dcmread(io.BytesIO(data), force=True)
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, NotImplementedError) as e:
+        raise FileRejectedError("not_dicom", "the file is not a DICOM object") from e
+    missing = [name for name in ("SOPClassUID", "SOPInstanceUID") if not _text(dataset.get(name))]
+    if missing:
+        raise FileRejectedError(
+            "not_dicom" if len(missing) == 2 else "invalid_dicom",
+            f"not a DICOM object: no {' and no '.join(missing)}",
+        )
+    if _transfer_syntax(dataset) != DEFLATED_LE:  # a deflated body's offsets are not the file's
+        for tag, element in dataset._dict.items():
+            if not isinstance(element, RawDataElement) or element.length == _UNDEFINED_LENGTH:
+                continue
+            if element.value_tell + element.length > len(data):
+                raise FileRejectedError(
+                    "truncated",
+                    f"the file ends inside element {tag}: it holds {len(data) - element.value_tell} "
+                    f"of its {element.length} bytes",
+                )
+    return dataset
+
+
+def _transfer_syntax(dataset: Dataset) -> str | None:
+    meta = getattr(dataset, "file_meta", None)
+    uid = meta.get("TransferSyntaxUID") if meta is not None else None
+    return str(uid) if uid else None
+
+
+# ---------------------------------------------------------------- description
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, MultiValue | list | tuple):
+        return "\\".join(str(v) for v in value) or None
+    text = str(value).strip().replace("\x00", "")
+    return text or None
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value[0] if isinstance(value, MultiValue | list | tuple) else value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _get(dataset: Dataset, keyword: str) -> Any:
+    """A value, or None when it is absent or cannot be parsed (e.g. an IS of "1A")."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return dataset.get(keyword)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _date(value: Any) -> date | None:
+    text = _text(value)
+    try:
+        return datetime.strptime(text[:8], "%Y%m%d").date() if text else None
+    except ValueError:
+        return None
+
+
+def _time(value: Any) -> time | None:
+    text = (_text(value) or "").split(".")[0]
+    for pattern in ("%H%M%S", "%H%M", "%H"):
+        try:
+            return datetime.strptime(text, pattern).time() if text else None
+        except ValueError:
+            continue
+    return None
+
+
+def capture_time(dataset: Dataset) -> datetime | None:
+    """Acquisition, else content, else series, else study date and time (read as UTC
+    unless the object states its offset from UTC)."""
+    for day_tag, time_tag in (
+        ("AcquisitionDate", "AcquisitionTime"),
+        ("ContentDate", "ContentTime"),
+        ("SeriesDate", "SeriesTime"),
+        ("StudyDate", "StudyTime"),
+    ):
+        day = _date(_get(dataset, day_tag))
+        if day is not None:
+            moment = datetime.combine(day, _time(_get(dataset, time_tag)) or time())
+            return moment.replace(tzinfo=UTC)
+    return None
+
+
+def _person_name(value: Any) -> dict[str, str] | None:
+    if not value:
+        return None
+    name = PersonName(value) if not isinstance(value, PersonName) else value
+    parts = {"family": name.family_name, "given": name.given_name, "middle": name.middle_name}
+    return {k: v for k, v in parts.items() if v} or None
+
+
+@dataclass(frozen=True)
+class DicomPatient:
+    name: dict[str, str] | None  # PN components: family, given, middle
+    patient_id: str | None
+    birth_date: date | None
+    sex: str | None
+
+
+def patient_of(dataset: Dataset) -> DicomPatient:
+    return DicomPatient(
+        name=_person_name(_get(dataset, "PatientName")),
+        patient_id=_text(_get(dataset, "PatientID")),
+        birth_date=_date(_get(dataset, "PatientBirthDate")),
+        sex=_text(_get(dataset, "PatientSex")),
+    )
+
+
+def describe(dataset: Dataset) -> dict[str, Any]:
+    """The fields the record shows, grouped as the issue lists them (None left out)."""
+    frames = _get(dataset, "NumberOfFrames")
+    groups = {
+        "uids": {
+            "study": _text(_get(dataset, "StudyInstanceUID")),
+            "series": _text(_get(dataset, "SeriesInstanceUID")),
+            "instance": _text(_get(dataset, "SOPInstanceUID")),
+            "sopClass": _text(_get(dataset, "SOPClassUID")),
+        },
+        "acquisition": {
+            "modality": _text(_get(dataset, "Modality")),
+            "bodyPart": _text(_get(dataset, "BodyPartExamined")),
+            "viewPosition": _text(_get(dataset, "ViewPosition")),
+            "imageType": _text(_get(dataset, "ImageType")),
+            "studyDescription": _text(_get(dataset, "StudyDescription")),
+            "seriesDescription": _text(_get(dataset, "SeriesDescription")),
+            "studyDate": _text(_get(dataset, "StudyDate")),
+            "studyTime": _text(_get(dataset, "StudyTime")),
+            "acquisitionDate": _text(_get(dataset, "AcquisitionDate")),
+            "acquisitionTime": _text(_get(dataset, "AcquisitionTime")),
+        },
+        "equipment": {
+            "manufacturer": _text(_get(dataset, "Manufacturer")),
+            "model": _text(_get(dataset, "ManufacturerModelName")),
+            "station": _text(_get(dataset, "StationName")),
+            "deviceSerial": _text(_get(dataset, "DeviceSerialNumber")),
+        },
+        "geometry": {
+            "rows": _get(dataset, "Rows"),
+            "columns": _get(dataset, "Columns"),
+            "frames": int(frames)
+            if isinstance(frames, int | float)
+            else (1 if "PixelData" in dataset else 0),
+            "bitsAllocated": _get(dataset, "BitsAllocated"),
+            "bitsStored": _get(dataset, "BitsStored"),
+            "photometric": _text(_get(dataset, "PhotometricInterpretation")),
+        },
+        "calibration": {
+            "pixelSpacing": _spacing(_get(dataset, "PixelSpacing")),
+            "imagerPixelSpacing": _spacing(_get(dataset, "ImagerPixelSpacing")),
+            "sliceThickness": _number(_get(dataset, "SliceThickness")),
+        },
+        "transferSyntax": _transfer_syntax(dataset) or "none in file (read as little endian)",
+    }
+    return {
+        key: ({k: v for k, v in group.items() if v is not None} if isinstance(group, dict) else group)
+        for key, group in groups.items()
+    }
+
+
+def _spacing(value: Any) -> list[float] | None:
+    if not isinstance(value, MultiValue | list | tuple) or len(value) != 2:
+        return None
+    numbers = [_number(v) for v in value]
+    return [n for n in numbers if n is not None] if all(n is not None for n in numbers) else None
+
+
+def dicom_json(dataset: Dataset) -> dict[str, Any]:
+    """The whole dataset as DICOM JSON (PS3.18 F.2) without pixel data and large binaries."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Values over the threshold come back as {"BulkDataURI": ...}; those are then left out.
+        document = dataset.to_json_dict(
+            bulk_data_threshold=BULK_BYTES,
+            bulk_data_element_handler=lambda _: "",
+            suppress_invalid_tags=True,  # a value that cannot be read (an IS of "1A") is left out
+        )
+    kept: dict[str, Any] = _without_bulk(document)
+    return {tag: value for tag, value in kept.items() if not _is_pixels(tag)}
+
+
+def _is_pixels(tag: str) -> bool:
+    """Pixel data (7FE0,00xx) and overlay bitmaps (60xx,3000), however small."""
+    return tag.startswith("7FE0") or (tag.startswith("60") and tag.endswith("3000"))
+
+
+def _without_bulk(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: _without_bulk(v) for k, v in node.items() if not (isinstance(v, dict) and "BulkDataURI" in v)
+        }
+    if isinstance(node, list):
+        return [_without_bulk(v) for v in node]
+    return node
+
+
+# ---------------------------------------------------------------- categories
+@dataclass(frozen=True)
+class CategoryRule:
+    """One rule: the modalities it applies to, optional evidence, and what it assigns.
+
+    Evidence is words looked for (case-insensitively) in the image type, the series and
+    study descriptions, the view position and the body part. A rule with `views` or
+    `body_parts` also matches on those attributes exactly.
+    """
+
+    modalities: tuple[str, ...]
+    category: ImageCategory
+    code: str | None
+    words: tuple[str, ...] = ()
+    views: tuple[str, ...] = ()
+    body_parts: tuple[str, ...] = ()
+
+    def matches(self, modality: str, dataset: Dataset) -> bool:
+        if modality not in self.modalities:
+            return False
+        if not (self.words or self.views or self.body_parts):
+            return True
+        text = " ".join(
+            _text(_get(dataset, tag)) or ""
+            for tag in (
+                "ImageType",
+                "SeriesDescription",
+                "StudyDescription",
+                "ViewPosition",
+                "BodyPartExamined",
+            )
+        ).upper()
+        view = (_text(_get(dataset, "ViewPosition")) or "").upper()
+        body = (_text(_get(dataset, "BodyPartExamined")) or "").upper()
+        return (
+            any(word in text for word in self.words)
+            or (bool(self.views) and view in self.views and (not self.body_parts or body in self.body_parts))
+            or (not self.views and bool(self.body_parts) and body in self.body_parts)
+        )
+
+
+# First match wins. The spec's short codes: OPG, CEPH, CBCT, PA (periapical), BW (bitewing).
+CATEGORY_RULES: tuple[CategoryRule, ...] = (
+    CategoryRule(("PX",), ImageCategory.PANORAMIC, "OPG"),
+    CategoryRule(("IO",), ImageCategory.BITEWING, "BW", words=("BITEWING", "BITE WING", "BW")),
+    CategoryRule(("IO",), ImageCategory.PERIAPICAL, "PA"),
+    CategoryRule(
+        ("DX", "CR"),
+        ImageCategory.CEPHALOMETRIC,
+        "CEPH",
+        words=("CEPH",),
+        views=("LAT", "LL", "RL", "PA", "AP"),
+        body_parts=("SKULL", "HEAD"),
+    ),
+    CategoryRule(("CT",), ImageCategory.CBCT, "CBCT"),
+)
+
+
+def categorise(
+    dataset: Dataset, rules: tuple[CategoryRule, ...] = CATEGORY_RULES
+) -> tuple[ImageCategory, str | None]:
+    modality = (_text(_get(dataset, "Modality")) or "").upper()
+    if not modality and _text(_get(dataset, "SOPClassUID")) == ENHANCED_CT_STORAGE:
+        modality = "CT"
+    for rule in rules:
+        if rule.matches(modality, dataset):
+            return rule.category, rule.code
+    return ImageCategory.OTHER, None
+
+
+# ---------------------------------------------------------------- radiation dose
+# (keyword, quantity, unit) of the dose attributes an image may carry (PS3.3 C.8.7.8, C.8.15.2.1, C.8.7.10).
+_DOSE_TAGS = (
+    ("ImageAndFluoroscopyAreaDoseProduct", "DAP", "dGy*cm2"),
+    ("CTDIvol", "CTDIvol", "mGy"),
+    ("EntranceDoseInmGy", "entranceDose", "mGy"),
+    ("EntranceDose", "entranceDose", "dGy"),
+)
+_EXPOSURE_TAGS = (
+    ("KVP", "kVp"),
+    ("XRayTubeCurrent", "tubeCurrentmA"),
+    ("ExposureTime", "exposureTimeMs"),
+    ("Exposure", "mAs"),
+)
+
+
+def radiation_dose(dataset: Dataset) -> dict[str, Any] | None:
+    """The dose and exposure the object records, each dose with its unit; None if none."""
+    doses = [
+        {"quantity": quantity, "value": value, "unit": unit}
+        for keyword, quantity, unit in _DOSE_TAGS
+        if (value := _number(_get(dataset, keyword))) is not None
+    ]
+    exposure = {
+        name: value
+        for keyword, name in _EXPOSURE_TAGS
+        if (value := _number(_get(dataset, keyword))) is not None
+    }
+    if not doses and not exposure:
+        return None
+    return {"doses": doses, "exposure": exposure}
+
+
+# ---------------------------------------------------------------- preview
+@dataclass(frozen=True)
+class Preview:
+    variants: list[Variant]  # thumbnail and preview; empty when unavailable
+    unavailable: str | None  # why there is no preview, when there is none
+
+
+def render_preview(data: bytes, dataset: Dataset) -> Preview:
+    """An 8-bit picture of the (middle) frame, as a viewer would first show it."""
+    if "PixelData" not in dataset:
+        return Preview([], "the object has no pixel data")
+    frames = _get(dataset, "NumberOfFrames")
+    index = int(frames) // 2 if isinstance(frames, int) and frames > 1 else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pixels = pixel_array(io.BytesIO(data), index=index) if index is not None else dataset.pixel_array
+            image = _to_picture(pixels, dataset)
+    except Exception as e:  # any decoder failure: the object stays, its preview does not
+        return Preview([], f"pixel data could not be decoded: {type(e).__name__}")
+    return Preview(small_variants(b"", image, redecode_jpeg=False), None)
+
+
+def _to_picture(pixels: np.ndarray, dataset: Dataset) -> Image.Image:
+    photometric = (_text(_get(dataset, "PhotometricInterpretation")) or "MONOCHROME2").upper()
+    if photometric == "PALETTE COLOR":
+        pixels = apply_color_lut(pixels, dataset)
+        return Image.fromarray(_to_uint8(pixels))
+    if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):  # colour (pydicom gives RGB from YBR)
+        return Image.fromarray(_to_uint8(pixels[..., :3]))
+    values = apply_modality_lut(pixels, dataset).astype(np.float64)
+    if _get(dataset, "VOILUTSequence") or _get(dataset, "WindowCenter") is not None:
+        values = apply_voi_lut(values, dataset, index=0).astype(np.float64)
+        low, high = float(values.min()), float(values.max())
+    else:  # no window: the 0.5-99.5 percentiles, so a few hot pixels don't flatten the rest
+        low, high = (float(v) for v in np.percentile(values, (0.5, 99.5)))
+    scaled = np.clip((values - low) / ((high - low) or 1.0), 0, 1)
+    if photometric == "MONOCHROME1":  # 0 is white
+        scaled = 1.0 - scaled
+    return Image.fromarray((scaled * 255).round().astype(np.uint8), mode="L")
+
+
+def _to_uint8(pixels: np.ndarray) -> np.ndarray:
+    if pixels.dtype == np.uint8:
+        return pixels
+    top = float(pixels.max()) or 1.0
+    return (pixels.astype(np.float64) / top * 255).round().astype(np.uint8)

@@ -1,0 +1,172 @@
+"""DICOM ingest, pure part: every corpus object read as pydicom reads it, categories and
+codes, dose, previews wherever a decoder can decode, and every broken object's reason."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom import dcmread
+
+from orca_imaging import dicom
+from orca_imaging.errors import FileRejectedError
+from orca_imaging.models import ImageCategory
+from tests.conftest import CORPUS, corpus_files
+from tests.fixtures.dental_dicom import dental_object
+
+DICOM_FILES = corpus_files("dicom")
+
+
+def pydicom_reads(path: Path) -> tuple[object, ...]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = dcmread(path, force=True)
+    keywords = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID", "Modality")
+    return tuple(ds.get(keyword) or None for keyword in keywords)
+
+
+def decodable(path: Path) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            dcmread(path, force=True).pixel_array  # noqa: B018 (decoding is the point)
+        except Exception:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("path", DICOM_FILES, ids=lambda p: p.name)
+def test_every_corpus_object_is_read_as_pydicom_reads_it(path: Path) -> None:
+    data = path.read_bytes()
+    dataset = dicom.read_dicom(data)
+    summary = dicom.describe(dataset)
+    uids = summary["uids"]
+    assert (
+        uids.get("study"),
+        uids.get("series"),
+        uids["instance"],
+        uids["sopClass"],
+        summary["acquisition"].get("modality"),
+    ) == tuple(str(v) if v is not None else None for v in pydicom_reads(path))
+    category, code = dicom.categorise(dataset)
+    expected = ImageCategory.CBCT if summary["acquisition"].get("modality") == "CT" else ImageCategory.OTHER
+    assert (category, code) == (expected, "CBCT" if expected == ImageCategory.CBCT else None)
+    document = dicom.dicom_json(dataset)
+    assert "7FE00010" not in document and document["00080018"]["Value"] == [uids["instance"]]
+    preview = dicom.render_preview(data, dataset)
+    if decodable(path):
+        assert preview.unavailable is None
+        names = {v.name: v for v in preview.variants}
+        assert set(names) == {"thumb.jpg", "preview.jpg"}
+        assert max(names["preview.jpg"].width, names["preview.jpg"].height) <= 800
+        assert max(names["thumb.jpg"].width, names["thumb.jpg"].height) <= 150
+    else:
+        assert preview.variants == [] and preview.unavailable
+
+
+BAD_DICOM = {
+    "dcm_cut_half_ct_small.dcm": "truncated",
+    "dcm_pixeldata_truncated.dcm": "truncated",
+    "dcm_rtplan_truncated.dcm": "truncated",
+    "dcm_meta_missing_transfer_syntax.dcm": "not_dicom",
+    "dcm_no_meta_stray_leading_byte.dcm": "not_dicom",
+    "not_dicom_jpeg_renamed.dcm": "not_dicom",
+}
+# Valid objects whose pixel data no installed decoder reads: kept, with the reason.
+KEPT_WITHOUT_PREVIEW = (
+    "dcm_bad_vr_value.dcm",
+    "dcm_j2k_embedded_seq_delimiter.dcm",
+    "dcm_jpeg12bit_invalid_sos.dcm",
+)
+
+
+@pytest.mark.parametrize(("name", "reason"), BAD_DICOM.items())
+def test_a_broken_object_is_rejected_with_its_reason(name: str, reason: str) -> None:
+    with pytest.raises(FileRejectedError) as caught:
+        dicom.read_dicom((CORPUS / "bad" / name).read_bytes())
+    assert caught.value.reason == reason and caught.value.message
+
+
+@pytest.mark.parametrize("name", KEPT_WITHOUT_PREVIEW)
+def test_a_valid_object_with_undecodable_pixels_is_kept_without_preview(name: str) -> None:
+    data = (CORPUS / "bad" / name).read_bytes()
+    dataset = dicom.read_dicom(data)
+    preview = dicom.render_preview(data, dataset)
+    assert preview.variants == [] and preview.unavailable and "could not be decoded" in preview.unavailable
+    assert dicom.dicom_json(dataset)["00080018"]["Value"] == [str(dataset.SOPInstanceUID)]
+
+
+def test_the_bad_dicom_list_covers_every_dicom_in_bad() -> None:
+    sniffed_dicom = {p.name for p in (CORPUS / "bad").iterdir() if p.suffix.lower() == ".dcm"}
+    assert sniffed_dicom == set(BAD_DICOM) | set(KEPT_WITHOUT_PREVIEW)
+
+
+@pytest.mark.parametrize(
+    ("modality", "attributes", "category", "code"),
+    [
+        ("PX", {}, ImageCategory.PANORAMIC, "OPG"),
+        ("IO", {"SeriesDescription": "Bitewing left"}, ImageCategory.BITEWING, "BW"),
+        ("IO", {"ImageType": ["ORIGINAL", "PRIMARY", "BITEWING"]}, ImageCategory.BITEWING, "BW"),
+        ("IO", {"SeriesDescription": "Upper molar"}, ImageCategory.PERIAPICAL, "PA"),
+        ("DX", {"StudyDescription": "Lateral Ceph"}, ImageCategory.CEPHALOMETRIC, "CEPH"),
+        ("DX", {"ViewPosition": "LAT", "BodyPartExamined": "SKULL"}, ImageCategory.CEPHALOMETRIC, "CEPH"),
+        ("CR", {"ViewPosition": "PA", "BodyPartExamined": "HEAD"}, ImageCategory.CEPHALOMETRIC, "CEPH"),
+        ("DX", {"ViewPosition": "PA", "BodyPartExamined": "CHEST"}, ImageCategory.OTHER, None),
+        ("DX", {}, ImageCategory.OTHER, None),
+    ],
+)
+def test_categories_follow_the_rules(
+    modality: str, attributes: dict[str, object], category: ImageCategory, code: str | None
+) -> None:
+    dataset = dicom.read_dicom(dental_object(modality, rows=40, columns=60, **attributes))
+    assert dicom.categorise(dataset) == (category, code)
+
+
+def test_a_ceph_carries_its_calibration_dose_and_exposure() -> None:
+    data = dental_object(
+        "DX",
+        StudyDescription="Lateral Ceph",
+        ImagerPixelSpacing=[0.1, 0.1],
+        PixelSpacing=[0.11, 0.11],
+        ImageAndFluoroscopyAreaDoseProduct=0.052,
+        KVP=80,
+        XRayTubeCurrent=10,
+        ExposureTime=1200,
+        Exposure=12,
+    )
+    dataset = dicom.read_dicom(data)
+    summary = dicom.describe(dataset)
+    assert summary["calibration"] == {"pixelSpacing": [0.11, 0.11], "imagerPixelSpacing": [0.1, 0.1]}
+    assert dicom.radiation_dose(dataset) == {
+        "doses": [{"quantity": "DAP", "value": 0.052, "unit": "dGy*cm2"}],
+        "exposure": {"kVp": 80.0, "tubeCurrentmA": 10.0, "exposureTimeMs": 1200.0, "mAs": 12.0},
+    }
+    assert dicom.capture_time(dataset) == datetime(2026, 10, 15, 10, 15, tzinfo=UTC)
+    assert summary["equipment"] == {"manufacturer": "Planmeca", "model": "ProMax 2D"}
+
+
+def test_a_panoramic_at_full_size_gets_its_preview() -> None:
+    data = dental_object("PX", rows=1400, columns=2900)
+    preview = dicom.render_preview(data, dicom.read_dicom(data))
+    sizes = {v.name: (v.width, v.height) for v in preview.variants}
+    assert sizes == {"preview.jpg": (800, 386), "thumb.jpg": (150, 72)}
+
+
+def picture(data: bytes) -> np.ndarray:
+    preview = dicom.render_preview(data, dicom.read_dicom(data))
+    (found,) = [v for v in preview.variants if v.name == "preview.jpg"]
+    return np.asarray(Image.open(io.BytesIO(found.data)).convert("L"), dtype=np.float64)
+
+
+def test_monochrome1_is_inverted_and_a_window_is_applied() -> None:
+    normal = picture(dental_object("DX", rows=60, columns=80))
+    inverted = picture(dental_object("DX", rows=60, columns=80, PhotometricInterpretation="MONOCHROME1"))
+    assert np.corrcoef(normal.ravel(), inverted.ravel())[0, 1] < -0.95
+    narrow = picture(dental_object("DX", rows=60, columns=80, WindowCenter=2048, WindowWidth=200))
+    # A narrow window pushes most pixels to black or white.
+    assert np.mean((narrow < 10) | (narrow > 245)) > np.mean((normal < 10) | (normal > 245)) + 0.2
