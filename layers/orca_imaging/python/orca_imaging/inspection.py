@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from orca_imaging import dicom
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.limits import PhotoLimits
 from orca_imaging.photos import process_photo
@@ -40,6 +41,8 @@ def inspect_file(
         "kind": kind.kind,
         "mimeType": kind.mime_type,
     }
+    if kind.kind == "dicom":
+        return report | _inspect_dicom(data)
     if kind.kind in AWAITING_PROCESSOR:
         return report | {
             "outcome": "accepted",
@@ -73,4 +76,39 @@ def inspect_file(
         "variants": {
             v.name: {"bytes": len(v.data), "width": v.width, "height": v.height} for v in photo.variants
         },
+    }
+
+
+def _inspect_dicom(data: bytes) -> dict[str, Any]:
+    """What the DICOM ingest would read: UIDs, modality, category, dose, patient, preview.
+
+    The patient-match outcome needs the clinic's registry, so locally it says what the
+    match would be keyed on: the PatientID and whether a birth date is there to confirm it.
+    """
+    try:
+        dataset = dicom.read_dicom(data)
+    except FileRejectedError as e:
+        return {"outcome": "rejected", "reason": e.reason, "message": e.message}
+    summary = dicom.describe(dataset)
+    category, code = dicom.categorise(dataset)
+    preview = dicom.render_preview(data, dataset)
+    patient = dicom.patient_of(dataset)
+    return {
+        "outcome": "accepted",
+        "uids": summary["uids"],
+        "modality": summary["acquisition"].get("modality"),
+        "category": str(category),
+        "modalityCode": code,
+        "transferSyntax": summary["transferSyntax"],
+        "geometry": summary["geometry"],
+        "radiationDose": dicom.radiation_dose(dataset),
+        "patientMatch": {
+            "on": "chart number = PatientID, birth date agreeing",
+            "hasPatientId": patient.patient_id is not None,
+            "hasBirthDate": patient.birth_date is not None,
+        },
+        "previews": {
+            v.name: {"bytes": len(v.data), "width": v.width, "height": v.height} for v in preview.variants
+        },
+        "previewUnavailable": preview.unavailable,
     }

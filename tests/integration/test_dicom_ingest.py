@@ -1,0 +1,126 @@
+"""DICOM ingest end to end on the local stack: import over HTTP, categories and previews,
+exact patient matching, conflicts on one SOP Instance UID, broken objects beside good ones."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
+import requests
+from pydicom.uid import generate_uid
+
+from orca_imaging.auth import Role
+from tests.conftest import CORPUS, corpus_files
+from tests.fixtures.dental_dicom import dental_object
+from tests.integration.conftest import ApiClient
+from tests.integration.test_batches import wait_for_batch
+from tests.unit.test_dicom import BAD_DICOM, KEPT_WITHOUT_PREVIEW
+
+if TYPE_CHECKING:
+    from orca_imaging.local.stack import LocalStack
+
+
+def dicom_batch(client: ApiClient, files: dict[str, bytes], **extra: Any) -> dict[str, Any]:
+    """Import these named objects as one DICOM batch and wait for it to finish."""
+    body = {
+        "files": [
+            {"fileName": name, "size": len(data), "contentType": "application/dicom"}
+            for name, data in files.items()
+        ],
+        **extra,
+    }
+    response = client.post("/dicom/import", body)
+    assert response.status_code == 201, response.text
+    batch: dict[str, Any] = response.json()
+    for target, data in zip(batch["targets"], files.values(), strict=True):
+        posted = requests.post(target["url"], data=target["fields"], files={"file": data}, timeout=60)
+        assert posted.status_code == 204, posted.text
+    batch["view"] = wait_for_batch(client, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS")
+    return batch
+
+
+def test_a_panoramic_links_to_its_patient_by_chart_and_birth_date(stack: LocalStack) -> None:
+    clinic = f"clinic-{uuid.uuid4().hex[:10]}"
+    admin = ApiClient(stack, clinic, Role.CLINIC_ADMIN)
+    registry = {"chartNumber": "C-100", "birthDate": "2011-04-02", "familyName": "Doe", "givenName": "Jane"}
+    assert admin.put("/patients/pat_9", registry).status_code == 204
+    doctor = ApiClient(stack, clinic, Role.DOCTOR)
+    files = {
+        "pano.dcm": dental_object(
+            "PX", rows=700, columns=1450, patient_id="C-100", birth_date=date(2011, 4, 2)
+        ),
+        "other-birthday.dcm": dental_object(
+            "PX", rows=70, columns=145, patient_id="C-100", birth_date=date(2011, 4, 3)
+        ),
+        "unknown-chart.dcm": dental_object(
+            "IO", rows=70, columns=100, patient_id="C-999", SeriesDescription="BW"
+        ),
+    }
+    batch = dicom_batch(doctor, files)
+    assert batch["view"]["status"] == "COMPLETED", batch["view"]["errors"]
+    pano, other, unknown = (doctor.get(f"/images/{t['imageId']}").json() for t in batch["targets"])
+
+    assert (pano["status"], pano["patientId"]) == ("ACTIVE", "pat_9")
+    assert (pano["fileType"], pano["category"], pano["modality"], pano["modalityCode"]) == (
+        "XRAY",
+        "PANORAMIC",
+        "PX",
+        "OPG",
+    )
+    assert pano["dicomSummary"]["geometry"]["rows"] == 700 and pano["capturedAtSource"] == "dicom"
+    assert "7FE00010" not in pano["dicomData"] and pano["dicomData"]["00100020"]["Value"] == ["C-100"]
+    preview = requests.get(pano["urls"]["preview"], timeout=30)
+    assert preview.headers["Content-Type"] == "image/jpeg" and preview.content.startswith(b"\xff\xd8")
+    # The original is stored exactly as sent.
+    assert requests.get(pano["urls"]["original"], timeout=30).content == files["pano.dcm"]
+
+    # A birth date that disagrees, or a chart nobody has: a person decides.
+    assert (other["status"], other.get("patientId")) == ("PENDING_MATCH", None)
+    assert (unknown["status"], unknown["category"], unknown["modalityCode"]) == (
+        "PENDING_MATCH",
+        "BITEWING",
+        "BW",
+    )
+
+
+def test_one_sop_instance_uid_with_other_bytes_keeps_both_and_flags_both(fresh_doctor: ApiClient) -> None:
+    uid = generate_uid()
+    first = dicom_batch(
+        fresh_doctor,
+        {"a.dcm": dental_object("IO", rows=50, columns=60, sop_instance_uid=uid)},
+        patientId="pat_1",
+    )
+    second = dicom_batch(
+        fresh_doctor,
+        {
+            "b.dcm": dental_object(
+                "IO", rows=50, columns=60, sop_instance_uid=uid, SeriesDescription="retaken"
+            )
+        },
+        patientId="pat_1",
+    )
+    one, two = (fresh_doctor.get(f"/images/{b['targets'][0]['imageId']}").json() for b in (first, second))
+    assert one["status"] == two["status"] == "ACTIVE"
+    assert f"sop_conflict:{one['imageId']}" in two["warnings"]
+    assert f"sop_conflict:{two['imageId']}" in one["warnings"]
+    # The same bytes again are a duplicate of the first, not a conflict.
+    again = dicom_batch(
+        fresh_doctor, {"a.dcm": requests.get(one["urls"]["original"], timeout=30).content}, patientId="pat_1"
+    )
+    repeat = fresh_doctor.get(f"/images/{again['targets'][0]['imageId']}").json()
+    assert repeat["duplicateOf"] == one["imageId"]
+
+
+def test_every_corpus_dicom_and_every_bad_one_in_one_import(fresh_doctor: ApiClient) -> None:
+    good = {f"good-{i}-{p.name}": p.read_bytes() for i, p in enumerate(corpus_files("dicom"))}
+    bad = {name: (CORPUS / "bad" / name).read_bytes() for name in [*BAD_DICOM, *KEPT_WITHOUT_PREVIEW]}
+    batch = dicom_batch(fresh_doctor, good | bad, patientId="pat_1")
+    view = batch["view"]
+    by_name = {t["fileName"]: t["imageId"] for t in batch["targets"]}
+    reasons = {e["imageId"]: e["reason"] for e in view["errors"]}
+    assert reasons == {by_name[name]: reason for name, reason in BAD_DICOM.items()}
+    assert (view["succeeded"], view["failed"]) == (len(good) + len(KEPT_WITHOUT_PREVIEW), len(BAD_DICOM))
+    for name in KEPT_WITHOUT_PREVIEW:
+        record = fresh_doctor.get(f"/images/{by_name[name]}").json()
+        assert record["status"] == "ACTIVE" and "could not be decoded" in record["previewUnavailable"]
