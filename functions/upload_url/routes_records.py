@@ -60,6 +60,12 @@ def patient_images(
     return records.patient_images(current_principal(router), patient_id, query)
 
 
+@router.get(f"{API_BASE}/patients/<patient_id>/radiation", responses=responses(200, 404))
+@requires(router, Permission.VIEW)
+def patient_radiation(patient_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> dict[str, Any]:
+    return records.patient_radiation(current_principal(router), patient_id)
+
+
 @router.put(f"{API_BASE}/patients/<patient_id>", responses=responses(204))
 @requires(router, Permission.ADMIN)
 def put_patient(

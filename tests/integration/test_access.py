@@ -34,6 +34,7 @@ REQUIRED = {
     ("GET", "/images/{image_id}"): "imaging:view",
     ("DELETE", "/images/{image_id}"): "imaging:delete",
     ("GET", "/patients/{patient_id}/images"): "imaging:view",
+    ("GET", "/patients/{patient_id}/radiation"): "imaging:view",
     ("PUT", "/patients/{patient_id}"): "imaging:admin",
     ("GET", "/settings"): "imaging:admin",
     ("PUT", "/settings"): "imaging:admin",

@@ -124,3 +124,34 @@ def test_every_corpus_dicom_and_every_bad_one_in_one_import(fresh_doctor: ApiCli
     for name in KEPT_WITHOUT_PREVIEW:
         record = fresh_doctor.get(f"/images/{by_name[name]}").json()
         assert record["status"] == "ACTIVE" and "could not be decoded" in record["previewUnavailable"]
+
+
+def test_a_patients_radiation_lists_each_exposure_and_totals_per_unit(fresh_doctor: ApiClient) -> None:
+    ceph = dental_object(
+        "DX",
+        rows=60,
+        columns=80,
+        StudyDescription="Lateral Ceph",
+        ImageAndFluoroscopyAreaDoseProduct=0.05,
+        KVP=80,
+    )
+    files = {
+        "ceph.dcm": ceph,
+        "pano.dcm": dental_object("PX", rows=60, columns=120, ImageAndFluoroscopyAreaDoseProduct=0.1),
+        "cbct.dcm": dental_object("CT", rows=32, columns=32, CTDIvol=3.5),
+        "no-dose.dcm": dental_object("IO", rows=30, columns=40),
+    }
+    batch = dicom_batch(fresh_doctor, files, patientId="pat_1")
+    dicom_batch(fresh_doctor, {"ceph-again.dcm": ceph}, patientId="pat_1")  # a duplicate is no new exposure
+    radiation = fresh_doctor.get("/patients/pat_1/radiation")
+    assert radiation.status_code == 200, radiation.text
+    body = radiation.json()
+    ids = {t["fileName"]: t["imageId"] for t in batch["targets"]}
+    assert {e["imageId"] for e in body["exposures"]} == {ids["ceph.dcm"], ids["pano.dcm"], ids["cbct.dcm"]}
+    ceph_entry = next(e for e in body["exposures"] if e["imageId"] == ids["ceph.dcm"])
+    assert ceph_entry["exposure"] == {"kVp": 80.0} and ceph_entry["category"] == "CEPHALOMETRIC"
+    assert body["totals"] == [
+        {"quantity": "CTDIvol", "unit": "mGy", "value": 3.5},
+        {"quantity": "DAP", "unit": "dGy*cm2", "value": 0.15},
+    ]
+    assert fresh_doctor.get("/patients/nobody/radiation").status_code == 404

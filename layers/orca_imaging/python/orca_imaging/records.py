@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import defaultdict
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -191,6 +192,37 @@ def put_patient(
         ("patient", patient_id),
         correlation_id=correlation_id,
     )
+
+
+def patient_radiation(principal: Principal, patient_id: str) -> dict[str, Any]:
+    """Each recorded exposure of the patient, oldest first, and the cumulative dose per
+    quantity and unit (doses in different units are never added together)."""
+    repository.get_patient(principal.clinic_id, patient_id)
+    exposures: list[dict[str, Any]] = []
+    totals: defaultdict[tuple[str, str], float] = defaultdict(float)
+    for image in repository.patient_images_with_dose(principal.clinic_id, patient_id):
+        dose = image.radiation_dose or {}
+        for entry in dose.get("doses", []):
+            totals[(entry["quantity"], entry["unit"])] += float(entry["value"])
+        exposures.append(
+            {
+                "imageId": image.image_id,
+                "capturedAt": image.captured_at.isoformat() if image.captured_at else None,
+                "modality": image.modality,
+                "category": image.category,
+                "studyUid": image.study_uid,
+                "doses": dose.get("doses", []),
+                "exposure": dose.get("exposure", {}),
+            }
+        )
+    return {
+        "patientId": patient_id,
+        "exposures": exposures,
+        "totals": [
+            {"quantity": quantity, "unit": unit, "value": round(value, 6)}
+            for (quantity, unit), value in sorted(totals.items())
+        ],
+    }
 
 
 class ClinicSettingsRequest(BaseModel):

@@ -275,6 +275,16 @@ def add_warning(image: ImageModel, warning: str) -> None:
         image.update(actions=[ImageModel.warnings.set((image.warnings or []) + [warning])])
 
 
+def patient_images_with_dose(clinic_id: str, patient_id: str) -> list[ImageModel]:
+    """The patient's kept images that record a dose, oldest first. A duplicate is the same
+    exposure again, so it is left out."""
+    with _dynamodb("query patient images"):
+        images = ImageModel.by_patient.query(
+            scoped(clinic_id, patient_id), filter_condition=ImageModel.radiation_dose.exists()
+        )
+        return [i for i in images if i.status in _KEPT and not i.duplicate_of]
+
+
 def patient_fingerprints(clinic_id: str, patient_id: str, *, limit: int = 1000) -> dict[str, str]:
     """Image id -> perceptual hash of the patient's kept photos, newest first."""
     with _dynamodb("query patient images"):

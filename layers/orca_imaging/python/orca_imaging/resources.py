@@ -189,6 +189,7 @@ ROUTES: tuple[RouteSpec, ...] = tuple(
         ("GET", "/images/{image_id}"),
         ("DELETE", "/images/{image_id}"),
         ("GET", "/patients/{patient_id}/images"),
+        ("GET", "/patients/{patient_id}/radiation"),
         ("PUT", "/patients/{patient_id}"),
         ("GET", "/settings"),
         ("PUT", "/settings"),
