@@ -1,4 +1,4 @@
-"""The imaging API function: uploads, batches, multipart, records, patients.
+"""The imaging API function: uploads, batches, multipart, records, patients, DICOM matching.
 
 Wiring only. Settings are validated and tables bound at import; each router's routes
 parse, authorize (`@requires`), call one domain function and return.
@@ -12,7 +12,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from functions.upload_url import routes_records, routes_uploads
+from functions.upload_url import routes_dicom, routes_records, routes_uploads
 from orca_imaging import repository
 from orca_imaging.api import current_principal, install_error_handlers, openapi_document, responses
 from orca_imaging.observability import logger, metrics, tracer
@@ -25,6 +25,7 @@ app = APIGatewayRestResolver(enable_validation=True)
 install_error_handlers(app)
 app.include_router(routes_uploads.router)
 app.include_router(routes_records.router)
+app.include_router(routes_dicom.router)
 
 
 @app.get(f"{API_BASE}/openapi.json", responses=responses(200))

@@ -31,6 +31,8 @@ REQUIRED = {
     ("DELETE", "/upload/{image_id}"): "imaging:capture",
     ("POST", "/dicom/import"): "imaging:capture",
     ("POST", "/3d/import"): "imaging:capture",
+    ("GET", "/dicom/pending"): "imaging:capture",
+    ("POST", "/dicom/match"): "imaging:capture",
     ("GET", "/images/{image_id}"): "imaging:view",
     ("DELETE", "/images/{image_id}"): "imaging:delete",
     ("GET", "/patients/{patient_id}/images"): "imaging:view",
@@ -48,6 +50,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/upload/{image_id}/parts"): {"partNumbers": [1]},
     ("POST", "/upload/{image_id}/complete"): {"parts": [{"partNumber": 1, "etag": "x"}]},
     ("PUT", "/patients/{patient_id}"): {"chartNumber": "x"},
+    ("POST", "/dicom/match"): {"patientId": "pat_1", "studyUid": "1.2.3"},
     ("PUT", "/settings"): {},
 }
 

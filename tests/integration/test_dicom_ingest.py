@@ -155,3 +155,81 @@ def test_a_patients_radiation_lists_each_exposure_and_totals_per_unit(fresh_doct
         {"quantity": "DAP", "unit": "dGy*cm2", "value": 0.15},
     ]
     assert fresh_doctor.get("/patients/nobody/radiation").status_code == 404
+
+
+def test_a_person_verifies_a_pending_study_and_its_later_images_follow(stack: LocalStack) -> None:
+    clinic = f"clinic-{uuid.uuid4().hex[:10]}"
+    admin = ApiClient(stack, clinic, Role.CLINIC_ADMIN)
+    for patient_id, family, given, born in (
+        ("pat_a", "Doe", "Jane", "2011-04-02"),
+        ("pat_b", "Roe", "Max", "2009-01-20"),
+    ):
+        body = {
+            "chartNumber": patient_id.upper(),
+            "familyName": family,
+            "givenName": given,
+            "birthDate": born,
+        }
+        assert admin.put(f"/patients/{patient_id}", body).status_code == 204
+    staff = ApiClient(stack, clinic, Role.CLINICAL_STAFF)
+    study = generate_uid()
+    # The device knows her as "DOE^JANE" under its own id: no exact rule links that.
+    first = dicom_batch(
+        staff,
+        {
+            "pa.dcm": dental_object(
+                "IO", rows=40, columns=50, patient_id="DEV-7", name="DOE^JANE", StudyInstanceUID=study
+            )
+        },
+    )
+    image_id = first["targets"][0]["imageId"]
+    (waiting,) = [i for i in staff.get("/dicom/pending").json()["items"] if i["imageId"] == image_id]
+    assert waiting["studyUid"] == study and waiting["dicomPatient"]["id"] == "DEV-7"
+    assert [c["patientId"] for c in waiting["candidates"]][0] == "pat_a"
+
+    assert (
+        staff.post(
+            "/dicom/match", {"patientId": "pat_a", "imageIds": [image_id], "studyUid": study}
+        ).status_code
+        == 400
+    )
+    verified = staff.post("/dicom/match", {"patientId": "pat_a", "studyUid": study})
+    assert verified.status_code == 200, verified.text
+    assert verified.json() == {"patientId": "pat_a", "linked": [image_id]}
+    record = staff.get(f"/images/{image_id}").json()
+    assert (record["status"], record["patientId"], record["matchVerifiedBy"]) == (
+        "ACTIVE",
+        "pat_a",
+        "usr_test",
+    )
+    assert all(i["imageId"] != image_id for i in staff.get("/dicom/pending").json()["items"])
+    assert staff.post("/dicom/match", {"patientId": "pat_a", "studyUid": study}).status_code == 409
+
+    later = dicom_batch(
+        staff,
+        {
+            "bw.dcm": dental_object(
+                "IO", rows=40, columns=50, patient_id="DEV-7", name="DOE^JANE", StudyInstanceUID=study
+            )
+        },
+    )
+    follower = staff.get(f"/images/{later['targets'][0]['imageId']}").json()
+    assert (follower["status"], follower["patientId"]) == ("ACTIVE", "pat_a")
+
+
+def test_a_clinic_that_verifies_everything_gets_no_automatic_link(stack: LocalStack) -> None:
+    clinic = f"clinic-{uuid.uuid4().hex[:10]}"
+    admin = ApiClient(stack, clinic, Role.CLINIC_ADMIN)
+    registry = {
+        "chartNumber": "C-1",
+        "birthDate": "2011-04-02",
+        "familyName": "Doe",
+        "givenName": "Jane",
+        "sex": "F",
+    }
+    assert admin.put("/patients/pat_1", registry).status_code == 204
+    assert admin.put("/settings", {"dicomAutoLink": "never"}).json()["dicomAutoLink"] == "never"
+    batch = dicom_batch(admin, {"pano.dcm": dental_object("PX", rows=40, columns=90, patient_id="C-1")})
+    record = admin.get(f"/images/{batch['targets'][0]['imageId']}").json()
+    assert record["status"] == "PENDING_MATCH"
+    assert record["matchCandidates"][0] == {"patientId": "pat_1", "score": 100.0}

@@ -109,6 +109,15 @@ class BySopInstanceIndex(GlobalSecondaryIndex["ImageModel"]):
     image_id = UnicodeAttribute(range_key=True, attr_name="imageId")
 
 
+class ByStudyIndex(GlobalSecondaryIndex["ImageModel"]):
+    class Meta:
+        index_name = "byStudy"
+        projection = KeysOnlyProjection()
+
+    study_key = UnicodeAttribute(hash_key=True, attr_name="studyKey")
+    image_id = UnicodeAttribute(range_key=True, attr_name="imageId")
+
+
 class ByStatusIndex(GlobalSecondaryIndex["ImageModel"]):
     class Meta:
         index_name = "byStatus"
@@ -197,6 +206,10 @@ class ImageModel(Model):
     dicom_summary = JSONAttribute(null=True, attr_name="dicomSummary")
     radiation_dose = JSONAttribute(null=True, attr_name="radiationDose")  # doses with units, exposure
     preview_unavailable = UnicodeAttribute(null=True, attr_name="previewUnavailable")
+    # PENDING_MATCH: scored registry patients, [{"patientId", "score"}], best first.
+    match_candidates = JSONAttribute(null=True, attr_name="matchCandidates")
+    match_verified_by = UnicodeAttribute(null=True, attr_name="matchVerifiedBy")  # a user id
+    matched_at = UTCDateTimeAttribute(null=True, attr_name="matchedAt")
 
     # Protocol / treatment links
     protocol_id = UnicodeAttribute(null=True, attr_name="protocolId")
@@ -237,6 +250,7 @@ class ImageModel(Model):
     captured_at_key = UnicodeAttribute(null=True, attr_name="capturedAtKey")
     sha_key = UnicodeAttribute(null=True, attr_name="shaKey")
     sop_key = UnicodeAttribute(null=True, attr_name="sopKey")
+    study_key = UnicodeAttribute(null=True, attr_name="studyKey")
     status_key = UnicodeAttribute(null=True, attr_name="statusKey")
     updated_at_key = UnicodeAttribute(null=True, attr_name="updatedAtKey")
     batch_key = UnicodeAttribute(null=True, attr_name="batchKey")
@@ -244,6 +258,7 @@ class ImageModel(Model):
     by_patient = ByPatientIndex()
     by_sha256 = BySha256Index()
     by_sop_instance = BySopInstanceIndex()
+    by_study = ByStudyIndex()
     by_status = ByStatusIndex()
     by_batch = ByBatchIndex()
 
@@ -255,6 +270,7 @@ class ImageModel(Model):
         self.captured_at_key = when.isoformat() if self.patient_id else None
         self.sha_key = scoped(clinic, self.sha256) if self.sha256 else None
         self.sop_key = scoped(clinic, self.instance_uid) if self.instance_uid else None
+        self.study_key = scoped(clinic, self.study_uid) if self.study_uid else None
         self.status_key = scoped(clinic, self.status)
         self.updated_at_key = self.updated_at.isoformat()
         self.batch_key = scoped(clinic, self.batch_id) if self.batch_id else None
@@ -376,6 +392,9 @@ class ClinicSettingsModel(Model):
     photo_soft_limit_bytes = NumberAttribute(null=True, attr_name="photoSoftLimitBytes")
     photo_hard_limit_bytes = NumberAttribute(null=True, attr_name="photoHardLimitBytes")
     min_photo_edge_pixels = NumberAttribute(null=True, attr_name="minPhotoEdgePixels")
+    # Which DICOM objects link to a patient without a person: "exact" (chart number and
+    # birth date agree; the default) or "never" (every one is verified by hand).
+    dicom_auto_link = UnicodeAttribute(null=True, attr_name="dicomAutoLink")
     updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
     updated_by = UnicodeAttribute(null=True, attr_name="updatedBy")
 

@@ -8,11 +8,12 @@ original (and a copy under the quarantine prefix) and gets a specific reason cod
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from orca_imaging import dicom, photos, repository
+from orca_imaging import candidates, dicom, photos, repository
 from orca_imaging import events as domain_events
 from orca_imaging.errors import DependencyError, FileRejectedError
 from orca_imaging.fingerprint import NEAR_DUPLICATE_BITS, distance
@@ -145,9 +146,11 @@ def _process_dicom(
         metrics.add_metric(name="DicomConflicts", unit="Count", value=1)
     patient = dicom.patient_of(dataset)
     captured = dicom.capture_time(dataset)
+    patient_id, match_candidates = _link_patient(image, patient, uids.get("study"))
     return {
         "file_type": FileType.XRAY,
-        "patient_id": image.patient_id or _exact_patient(image.clinic_id, patient),
+        "patient_id": patient_id,
+        "match_candidates": match_candidates,
         "category": category,
         "modality": summary["acquisition"].get("modality"),
         "modality_code": code,
@@ -182,16 +185,48 @@ def _process_dicom(
     }
 
 
-def _exact_patient(clinic_id: str, patient: dicom.DicomPatient) -> str | None:
-    """The registry patient whose chart number is the PatientID and whose birth date agrees;
-    anything less is a person's decision (PENDING_MATCH), never a guess."""
-    if not patient.patient_id or patient.birth_date is None:
+def _link_patient(
+    image: ImageModel, patient: dicom.DicomPatient, study_uid: str | None
+) -> tuple[str | None, list[dict[str, Any]] | None]:
+    """The patient to link, or None and the scored candidates a person chooses from.
+
+    The uploader's choice stands; then a study a person already verified; then, unless
+    the clinic verifies everything by hand, the one registry patient whose chart number is
+    the PatientID and whose birth date agrees. Anything less is never a guess.
+    """
+    if image.patient_id:
+        return image.patient_id, None
+    if study_uid and (verified := repository.verified_patient_of_study(image.clinic_id, study_uid)):
+        return verified, None
+    registry = repository.clinic_patients(image.clinic_id)
+    birth = patient.birth_date.isoformat() if patient.birth_date else None
+    exact = [
+        p.patient_id
+        for p in registry
+        if patient.patient_id and p.chart_number == patient.patient_id and birth and p.birth_date == birth
+    ]
+    auto_link = repository.clinic_settings(image.clinic_id).dicom_auto_link or "exact"
+    if len(exact) == 1 and auto_link == "exact":
+        return exact[0], None
+    dicom_person = candidates.Person(
+        family=(patient.name or {}).get("family"),
+        given=(patient.name or {}).get("given"),
+        birth_date=patient.birth_date,
+        sex=patient.sex,
+    )
+    people = {
+        p.patient_id: candidates.Person(p.family_name, p.given_name, _date(p.birth_date), p.sex)
+        for p in registry
+    }
+    ranked = candidates.rank(dicom_person, people)
+    return None, [{"patientId": c.patient_id, "score": c.score} for c in ranked]
+
+
+def _date(text: str | None) -> date | None:
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
         return None
-    found = repository.patient_by_chart(clinic_id, patient.patient_id)
-    if found is None:
-        return None
-    registered = repository.get_patient(clinic_id, found)
-    return found if registered.birth_date == patient.birth_date.isoformat() else None
 
 
 PROCESSORS: dict[str, Processor] = {

@@ -238,6 +238,7 @@ class ClinicSettingsRequest(BaseModel):
         default=None, alias="photoHardLimitBytes", gt=0, le=IN_MEMORY_MAX_BYTES
     )
     min_photo_edge_pixels: int | None = Field(default=None, alias="minPhotoEdgePixels", gt=0, le=10_000)
+    dicom_auto_link: Literal["exact", "never"] | None = Field(default=None, alias="dicomAutoLink")
 
     @model_validator(mode="after")
     def _soft_below_hard(self) -> ClinicSettingsRequest:
@@ -259,6 +260,7 @@ def clinic_settings_view(principal: Principal) -> dict[str, Any]:
         "photoSoftLimitBytes": limits.soft_limit_bytes,
         "photoHardLimitBytes": limits.hard_limit_bytes,
         "minPhotoEdgePixels": limits.min_edge_pixels,
+        "dicomAutoLink": current.dicom_auto_link or "exact",
     }
 
 
@@ -274,6 +276,7 @@ def put_clinic_settings(
             photo_soft_limit_bytes=request.photo_soft_limit_bytes,
             photo_hard_limit_bytes=request.photo_hard_limit_bytes,
             min_photo_edge_pixels=request.min_photo_edge_pixels,
+            dicom_auto_link=request.dicom_auto_link,
             updated_by=principal.user_id,
         )
     )

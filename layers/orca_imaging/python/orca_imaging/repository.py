@@ -210,6 +210,7 @@ def transition_image(
         "captured_at_key",
         "sha_key",
         "sop_key",
+        "study_key",
         "status_key",
         "updated_at_key",
         "batch_key",
@@ -265,6 +266,41 @@ def images_with_sop_instance(clinic_id: str, instance_uid: str, *, excluding: st
         keys = [k.image_id for k in ImageModel.by_sop_instance.query(scoped(clinic_id, instance_uid))]
     found = (find_image(clinic_id, image_id) for image_id in sorted(keys) if image_id != excluding)
     return [image for image in found if image is not None and image.status in _KEPT]
+
+
+def images_of_study(clinic_id: str, study_uid: str) -> list[ImageModel]:
+    """The clinic's kept images of one study."""
+    with _dynamodb("query study index"):
+        keys = [k.image_id for k in ImageModel.by_study.query(scoped(clinic_id, study_uid))]
+    found = (find_image(clinic_id, image_id) for image_id in sorted(keys))
+    return [image for image in found if image is not None and image.status in _KEPT]
+
+
+def verified_patient_of_study(clinic_id: str, study_uid: str) -> str | None:
+    """The patient a person linked this study to, if someone did."""
+    for image in images_of_study(clinic_id, study_uid):
+        if image.match_verified_by and image.patient_id:
+            return image.patient_id
+    return None
+
+
+def images_with_status(clinic_id: str, status: str, *, limit: int) -> list[ImageModel]:
+    """The clinic's images in one status, most recently updated first."""
+    with _dynamodb("query status index"):
+        keys = [
+            k.image_id
+            for k in ImageModel.by_status.query(
+                scoped(clinic_id, status), scan_index_forward=False, limit=limit
+            )
+        ]
+    found = (find_image(clinic_id, image_id) for image_id in keys)
+    return [image for image in found if image is not None and image.status == status]
+
+
+def clinic_patients(clinic_id: str) -> list[PatientModel]:
+    """The clinic's whole registry replica (a few thousand items at most per clinic)."""
+    with _dynamodb("query patients"):
+        return list(PatientModel.query(clinic_id))
 
 
 def add_warning(image: ImageModel, warning: str) -> None:

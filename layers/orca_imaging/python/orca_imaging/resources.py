@@ -186,6 +186,8 @@ ROUTES: tuple[RouteSpec, ...] = tuple(
         ("DELETE", "/upload/{image_id}"),
         ("POST", "/dicom/import"),
         ("POST", "/3d/import"),
+        ("GET", "/dicom/pending"),
+        ("POST", "/dicom/match"),
         ("GET", "/images/{image_id}"),
         ("DELETE", "/images/{image_id}"),
         ("GET", "/patients/{patient_id}/images"),
