@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_cdk import Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_logs as logs
 
 from infra.constructs.api import ImagingApi
@@ -17,7 +18,7 @@ from infra.constructs.queues import IntakeQueue
 from infra.constructs.storage import Storage
 from infra.constructs.tables import Tables
 from infra.constructs.workflows import BatchTracker
-from orca_imaging.resources import FUNCTIONS, QUEUES, STATE_MACHINES
+from orca_imaging.resources import FUNCTIONS, QUEUES, SCHEDULES, STATE_MACHINES
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -80,6 +81,14 @@ class ImagingStack(Stack):
             tracker.grant_control(functions["upload_url"].role)  # type: ignore[arg-type]
         permissions.grant_intake(functions["process_image"])
         bus.grant_put_events_to(functions["process_image"])
+        permissions.grant_intake(functions["dicom_ingest"])  # reads slices, writes volume previews
+        for schedule in SCHEDULES:
+            events.Rule(
+                self,
+                schedule.construct_id,
+                schedule=events.Schedule.rate(Duration.seconds(schedule.rate_seconds)),
+                targets=[targets.LambdaFunction(functions[schedule.function])],  # type: ignore[list-item]
+            )
 
         self.queues = {
             spec.construct_id: IntakeQueue(

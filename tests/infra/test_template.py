@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from orca_imaging.models import TABLE_MODELS
-from orca_imaging.resources import QUEUES, ROUTES
+from orca_imaging.resources import FUNCTIONS, QUEUES, ROUTES, SCHEDULES, function
 
 if TYPE_CHECKING:
     from tests.infra.conftest import Synth
@@ -118,7 +118,7 @@ def test_functions_share_one_definition(synth: Synth) -> None:
         for k, f in functions.items()
         if f["Properties"].get("Handler", "").startswith("functions.")
     }
-    assert len(ours) == 2
+    assert sorted(p["Handler"] for p in ours.values()) == sorted(f.handler for f in FUNCTIONS)
     for props in ours.values():
         assert props["Runtime"] == "python3.14"
         assert props["TracingConfig"] == {"Mode": "Active"}
@@ -211,3 +211,19 @@ def test_the_api_function_may_start_and_stop_batch_executions(synth: Synth) -> N
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
+
+
+def test_each_schedule_invokes_its_function_on_its_rate(synth: Synth) -> None:
+    rules = synth.resources("AWS::Events::Rule")
+    for schedule in SCHEDULES:
+        (rule,) = [r for k, r in rules.items() if k.startswith(schedule.construct_id)]
+        assert (
+            rule["Properties"]["ScheduleExpression"]
+            == f"rate({schedule.rate_seconds // 60} minute{'s' if schedule.rate_seconds > 60 else ''})"
+        )
+        (target,) = rule["Properties"]["Targets"]
+        function_id = target["Arn"]["Fn::GetAtt"][0]
+        assert (
+            synth.resources("AWS::Lambda::Function")[function_id]["Properties"]["Handler"]
+            == function(schedule.function).handler
+        )

@@ -210,6 +210,10 @@ def describe(dataset: Dataset) -> dict[str, Any]:
             "imagerPixelSpacing": _spacing(_get(dataset, "ImagerPixelSpacing")),
             "sliceThickness": _number(_get(dataset, "SliceThickness")),
         },
+        "series": {
+            "instanceNumber": _number(_get(dataset, "InstanceNumber")),
+            "imagesInAcquisition": _number(_get(dataset, "ImagesInAcquisition")),
+        },
         "transferSyntax": _transfer_syntax(dataset) or "none in file (read as little endian)",
     }
     return {

@@ -118,6 +118,18 @@ class ByStudyIndex(GlobalSecondaryIndex["ImageModel"]):
     image_id = UnicodeAttribute(range_key=True, attr_name="imageId")
 
 
+class OpenSeriesIndex(GlobalSecondaryIndex["ImageModel"]):
+    """Sparse, across clinics: only CBCT volumes still waiting for slices carry the key, so
+    the scheduled sweep finds the quiet ones without scanning. Read by the system only."""
+
+    class Meta:
+        index_name = "openSeries"
+        projection = KeysOnlyProjection()
+
+    series_open_key = UnicodeAttribute(hash_key=True, attr_name="seriesOpenKey")
+    last_slice_at_key = UnicodeAttribute(range_key=True, attr_name="lastSliceAtKey")
+
+
 class ByStatusIndex(GlobalSecondaryIndex["ImageModel"]):
     class Meta:
         index_name = "byStatus"
@@ -206,6 +218,14 @@ class ImageModel(Model):
     dicom_summary = JSONAttribute(null=True, attr_name="dicomSummary")
     radiation_dose = JSONAttribute(null=True, attr_name="radiationDose")  # doses with units, exposure
     preview_unavailable = UnicodeAttribute(null=True, attr_name="previewUnavailable")
+    # CBCT: a volume record's summary and its slices ("imageId|position|instance", as they
+    # came); a slice's volume. See `cbct`.
+    volume = JSONAttribute(null=True)
+    volume_slices = ListAttribute[str](null=True, attr_name="volumeSlices")
+    volume_id = UnicodeAttribute(null=True, attr_name="volumeId")
+    expected_slices = NumberAttribute(null=True, attr_name="expectedSlices")
+    series_open_key = UnicodeAttribute(null=True, attr_name="seriesOpenKey")
+    last_slice_at_key = UnicodeAttribute(null=True, attr_name="lastSliceAtKey")
     # PENDING_MATCH: scored registry patients, [{"patientId", "score"}], best first.
     match_candidates = JSONAttribute(null=True, attr_name="matchCandidates")
     match_verified_by = UnicodeAttribute(null=True, attr_name="matchVerifiedBy")  # a user id
@@ -259,6 +279,7 @@ class ImageModel(Model):
     by_sha256 = BySha256Index()
     by_sop_instance = BySopInstanceIndex()
     by_study = ByStudyIndex()
+    open_series = OpenSeriesIndex()
     by_status = ByStatusIndex()
     by_batch = ByBatchIndex()
 

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from orca_imaging import candidates, dicom, photos, repository
+from orca_imaging import candidates, cbct, dicom, photos, repository
 from orca_imaging import events as domain_events
 from orca_imaging.errors import DependencyError, FileRejectedError
 from orca_imaging.fingerprint import NEAR_DUPLICATE_BITS, distance
 from orca_imaging.intake import ACTOR, ObjectCreated, Received, StoredObject, receive_original
 from orca_imaging.keys import ABANDONED_TAG, derived_key, original_key, quarantine_key
 from orca_imaging.limits import PhotoLimits
-from orca_imaging.models import ExifSummary, FileType, ImageModel, ImageStatus
+from orca_imaging.models import ExifSummary, FileType, ImageCategory, ImageModel, ImageStatus
 from orca_imaging.observability import logger, metrics
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def _process_photo(
     keys = {}
     for variant in photo.variants:
         key = derived_key(image.clinic_id, image.image_id, variant.name)
-        _put_derived(s3, settings, key, variant.data, variant.content_type)
+        put_derived(s3, settings, key, variant.data, variant.content_type)
         keys[variant.name.removesuffix(".jpg")] = key
     fields = photo.exif
     near = _nearest_photo(image, photo.fingerprint)
@@ -105,7 +105,7 @@ def _nearest_photo(image: ImageModel, fingerprint: str | None) -> str | None:
     return scored[0][1] if scored and scored[0][0] <= NEAR_DUPLICATE_BITS else None
 
 
-def _put_derived(s3: S3Client, settings: ConsumerSettings, key: str, data: bytes, content_type: str) -> None:
+def put_derived(s3: S3Client, settings: ConsumerSettings, key: str, data: bytes, content_type: str) -> None:
     try:
         s3.put_object(
             Bucket=settings.derived_bucket,
@@ -128,13 +128,20 @@ def _process_dicom(
     dataset = dicom.read_dicom(stored.body)
     summary = dicom.describe(dataset)
     category, code = dicom.categorise(dataset)
-    preview = dicom.render_preview(stored.body, dataset)
-    keys = {}
-    for variant in preview.variants:
-        key = derived_key(image.clinic_id, image.image_id, variant.name)
-        _put_derived(s3, settings, key, variant.data, variant.content_type)
-        keys[variant.name.removesuffix(".jpg")] = key
     uids, geometry = summary["uids"], summary["geometry"]
+    volume_fields: dict[str, Any] = {}
+    if category == ImageCategory.CBCT and (geometry.get("frames") or 1) > 1:
+        # An enhanced (multi-frame) CT is a whole volume in one object.
+        volume_fields, variants = cbct.build_enhanced(image, stored.body, dataset)
+        preview_unavailable = None
+    else:
+        preview = dicom.render_preview(stored.body, dataset)
+        variants, preview_unavailable = preview.variants, preview.unavailable
+    keys = {}
+    for variant in variants:
+        key = derived_key(image.clinic_id, image.image_id, variant.name)
+        put_derived(s3, settings, key, variant.data, variant.content_type)
+        keys[variant.name.removesuffix(".jpg")] = key
     warnings = list(image.warnings or [])
     for other in repository.images_with_sop_instance(
         image.clinic_id, uids["instance"], excluding=image.image_id
@@ -147,7 +154,21 @@ def _process_dicom(
     patient = dicom.patient_of(dataset)
     captured = dicom.capture_time(dataset)
     patient_id, match_candidates = _link_patient(image, patient, uids.get("study"))
-    return {
+    if category == ImageCategory.CBCT and not volume_fields and uids.get("series"):
+        # One slice of a series: its volume is built once the series is complete.
+        volume = cbct.note_slice(
+            image.clinic_id,
+            image.image_id,
+            dataset,
+            series_uid=uids["series"],
+            study_uid=uids.get("study"),
+            patient_id=patient_id,
+            captured_at=captured,
+        )
+        volume_fields = {"volume_id": volume.image_id}
+        if cbct.is_complete_by_count(volume):
+            cbct.build_series(volume, s3=s3, settings=settings, complete_by="expected_count")
+    return volume_fields | {
         "file_type": FileType.XRAY,
         "patient_id": patient_id,
         "match_candidates": match_candidates,
@@ -180,7 +201,7 @@ def _process_dicom(
         "variant_keys": keys or None,
         "thumbnail_key": keys.get("thumb"),
         "preview_key": keys.get("preview"),
-        "preview_unavailable": preview.unavailable,
+        "preview_unavailable": preview_unavailable,
         "warnings": warnings or None,
     }
 

@@ -66,7 +66,7 @@ def _connection() -> Connection:
     return _transactions[0]
 
 
-def _is_condition_failure(error: Exception) -> bool:
+def is_condition_failure(error: Exception) -> bool:
     cause = getattr(error, "cause_response_code", None)
     if cause == "ConditionalCheckFailedException":
         return True
@@ -75,12 +75,12 @@ def _is_condition_failure(error: Exception) -> bool:
 
 
 @contextmanager
-def _dynamodb(operation: str) -> Iterator[None]:
+def dynamodb(operation: str) -> Iterator[None]:
     """Turn transport failures into `DependencyError`; conditions are handled by callers."""
     try:
         yield
     except PynamoDBConnectionError as e:
-        if _is_condition_failure(e):
+        if is_condition_failure(e):
             raise
         raise DependencyError(f"DynamoDB {operation} failed") from e
 
@@ -147,7 +147,7 @@ def record_caller_audit(principal: Principal, action: str, subject: tuple[str, s
 
 
 def audit_trail(clinic_id: str, subject_id: str) -> list[AuditEventModel]:
-    with _dynamodb("query audit"):
+    with dynamodb("query audit"):
         return list(AuditEventModel.by_subject.query(scoped(clinic_id, subject_id)))
 
 
@@ -155,7 +155,7 @@ def audit_trail(clinic_id: str, subject_id: str) -> list[AuditEventModel]:
 def get_image(clinic_id: str, image_id: str) -> ImageModel:
     """The caller's clinic's image, or NotFoundError (also for another clinic's id)."""
     try:
-        with _dynamodb("get image"):
+        with dynamodb("get image"):
             return ImageModel.get(clinic_id, image_id, consistent_read=True)
     except DoesNotExist as e:
         raise NotFoundError("image not found", subject=("image", image_id)) from e
@@ -172,11 +172,11 @@ def create_image(image: ImageModel, audit: AuditEventModel) -> None:
     """Write a new image and its audit event together; the id must be new."""
     image.refresh_index_keys()
     try:
-        with _dynamodb("create image"), TransactWrite(connection=_connection()) as tx:
+        with dynamodb("create image"), TransactWrite(connection=_connection()) as tx:
             tx.save(image, condition=ImageModel.image_id.does_not_exist())
             tx.save(audit)
     except (PutError, TransactWriteError) as e:
-        if _is_condition_failure(e):
+        if is_condition_failure(e):
             raise ConflictError("image id already exists") from e
         raise DependencyError("DynamoDB create image failed") from e
 
@@ -222,7 +222,7 @@ def transition_image(
         for name in sorted(touched)
     ]
     try:
-        with _dynamodb("update image"), TransactWrite(connection=_connection()) as tx:
+        with dynamodb("update image"), TransactWrite(connection=_connection()) as tx:
             tx.update(image, actions=actions, condition=expected)
             tx.save(audit)
             if count_in_batch and image.batch_id:
@@ -235,7 +235,7 @@ def transition_image(
                     condition=BatchModel.batch_id.exists(),
                 )
     except (UpdateError, TransactWriteError) as e:
-        if _is_condition_failure(e):
+        if is_condition_failure(e):
             return False
         raise DependencyError("DynamoDB update image failed") from e
     return True
@@ -247,7 +247,7 @@ _KEPT = {"ACTIVE", "PENDING_MATCH", "ARCHIVED"}
 
 def first_with_sha256(clinic_id: str, sha256: str, *, excluding: str | None = None) -> ImageModel | None:
     """The earliest kept image in the clinic with these exact bytes (ULIDs sort by age)."""
-    with _dynamodb("query sha256 index"):
+    with dynamodb("query sha256 index"):
         keys = [
             k.image_id
             for k in ImageModel.by_sha256.query(scoped(clinic_id, sha256))
@@ -262,7 +262,7 @@ def first_with_sha256(clinic_id: str, sha256: str, *, excluding: str | None = No
 
 def images_with_sop_instance(clinic_id: str, instance_uid: str, *, excluding: str) -> list[ImageModel]:
     """The clinic's kept images of this SOP Instance UID, other than `excluding`."""
-    with _dynamodb("query SOP instance index"):
+    with dynamodb("query SOP instance index"):
         keys = [k.image_id for k in ImageModel.by_sop_instance.query(scoped(clinic_id, instance_uid))]
     found = (find_image(clinic_id, image_id) for image_id in sorted(keys) if image_id != excluding)
     return [image for image in found if image is not None and image.status in _KEPT]
@@ -270,7 +270,7 @@ def images_with_sop_instance(clinic_id: str, instance_uid: str, *, excluding: st
 
 def images_of_study(clinic_id: str, study_uid: str) -> list[ImageModel]:
     """The clinic's kept images of one study."""
-    with _dynamodb("query study index"):
+    with dynamodb("query study index"):
         keys = [k.image_id for k in ImageModel.by_study.query(scoped(clinic_id, study_uid))]
     found = (find_image(clinic_id, image_id) for image_id in sorted(keys))
     return [image for image in found if image is not None and image.status in _KEPT]
@@ -286,7 +286,7 @@ def verified_patient_of_study(clinic_id: str, study_uid: str) -> str | None:
 
 def images_with_status(clinic_id: str, status: str, *, limit: int) -> list[ImageModel]:
     """The clinic's images in one status, most recently updated first."""
-    with _dynamodb("query status index"):
+    with dynamodb("query status index"):
         keys = [
             k.image_id
             for k in ImageModel.by_status.query(
@@ -299,22 +299,40 @@ def images_with_status(clinic_id: str, status: str, *, limit: int) -> list[Image
 
 def clinic_patients(clinic_id: str) -> list[PatientModel]:
     """The clinic's whole registry replica (a few thousand items at most per clinic)."""
-    with _dynamodb("query patients"):
+    with dynamodb("query patients"):
         return list(PatientModel.query(clinic_id))
+
+
+def quiet_open_series(open_key: str, quiet_since: str) -> list[ImageModel]:
+    """Open CBCT volumes, in every clinic, whose last slice came before `quiet_since`.
+    For the system's scheduled sweep only: each volume is then handled in its own clinic."""
+    with dynamodb("query open series"):
+        keys = [
+            (k.clinic_id, k.image_id)
+            for k in ImageModel.open_series.query(open_key, ImageModel.last_slice_at_key < quiet_since)
+        ]
+    found = (find_image(clinic_id, image_id) for clinic_id, image_id in keys)
+    return [volume for volume in found if volume is not None]
+
+
+def close_series(volume: ImageModel) -> None:
+    """Take a volume off the open list (it could not be built; its slices stay)."""
+    with dynamodb("close series"):
+        volume.update(actions=[ImageModel.series_open_key.remove(), ImageModel.last_slice_at_key.remove()])
 
 
 def add_warning(image: ImageModel, warning: str) -> None:
     """Add a warning to a finished record (e.g. a conflict found by a later object)."""
     if warning in (image.warnings or []):
         return
-    with _dynamodb("add a warning"):
+    with dynamodb("add a warning"):
         image.update(actions=[ImageModel.warnings.set((image.warnings or []) + [warning])])
 
 
 def patient_images_with_dose(clinic_id: str, patient_id: str) -> list[ImageModel]:
     """The patient's kept images that record a dose, oldest first. A duplicate is the same
     exposure again, so it is left out."""
-    with _dynamodb("query patient images"):
+    with dynamodb("query patient images"):
         images = ImageModel.by_patient.query(
             scoped(clinic_id, patient_id), filter_condition=ImageModel.radiation_dose.exists()
         )
@@ -323,7 +341,7 @@ def patient_images_with_dose(clinic_id: str, patient_id: str) -> list[ImageModel
 
 def patient_fingerprints(clinic_id: str, patient_id: str, *, limit: int = 1000) -> dict[str, str]:
     """Image id -> perceptual hash of the patient's kept photos, newest first."""
-    with _dynamodb("query patient images"):
+    with dynamodb("query patient images"):
         images = ImageModel.by_patient.query(
             scoped(clinic_id, patient_id), scan_index_forward=False, limit=limit
         )
@@ -331,13 +349,13 @@ def patient_fingerprints(clinic_id: str, patient_id: str, *, limit: int = 1000) 
 
 
 def images_in_batch(clinic_id: str, batch_id: str) -> list[ImageModel]:
-    with _dynamodb("query batch images"):
+    with dynamodb("query batch images"):
         return list(ImageModel.by_batch.query(scoped(clinic_id, batch_id)))
 
 
 def put_images(images: list[ImageModel], audit: AuditEventModel) -> None:
     """Write many new images (ids are fresh ULIDs) and one audit event, in batched writes."""
-    with _dynamodb("write images"), ImageModel.batch_write() as writer:
+    with dynamodb("write images"), ImageModel.batch_write() as writer:
         for image in images:
             image.refresh_index_keys()
             writer.save(image)
@@ -345,14 +363,14 @@ def put_images(images: list[ImageModel], audit: AuditEventModel) -> None:
 
 
 def record_audit_event(event: AuditEventModel) -> None:
-    with _dynamodb("put audit event"):
+    with dynamodb("put audit event"):
         event.save()
 
 
 # ---------------------------------------------------------------- patients
 def get_patient(clinic_id: str, patient_id: str) -> PatientModel:
     try:
-        with _dynamodb("get patient"):
+        with dynamodb("get patient"):
             return PatientModel.get(clinic_id, patient_id)
     except DoesNotExist as e:
         raise NotFoundError("patient not found", subject=("patient", patient_id)) from e
@@ -361,13 +379,13 @@ def get_patient(clinic_id: str, patient_id: str) -> PatientModel:
 def save_patient(patient: PatientModel) -> None:
     patient.chart_key = scoped(patient.clinic_id, patient.chart_number) if patient.chart_number else None
     patient.updated_at = utcnow()
-    with _dynamodb("put patient"):
+    with dynamodb("put patient"):
         patient.save()
 
 
 def patient_by_chart(clinic_id: str, chart_number: str) -> str | None:
     """The clinic's patient with this chart number, if exactly one has it."""
-    with _dynamodb("query chart index"):
+    with dynamodb("query chart index"):
         found = [p.patient_id for p in PatientModel.by_chart.query(scoped(clinic_id, chart_number), limit=2)]
     return found[0] if len(found) == 1 else None
 
@@ -376,7 +394,7 @@ def patient_by_chart(clinic_id: str, chart_number: str) -> str | None:
 def clinic_settings(clinic_id: str) -> ClinicSettingsModel:
     """The clinic's settings, or the defaults when its admin has set none."""
     try:
-        with _dynamodb("get clinic settings"):
+        with dynamodb("get clinic settings"):
             return ClinicSettingsModel.get(clinic_id)
     except DoesNotExist:
         return ClinicSettingsModel(clinic_id=clinic_id)
@@ -384,30 +402,30 @@ def clinic_settings(clinic_id: str) -> ClinicSettingsModel:
 
 def save_clinic_settings(settings: ClinicSettingsModel) -> None:
     settings.updated_at = utcnow()
-    with _dynamodb("put clinic settings"):
+    with dynamodb("put clinic settings"):
         settings.save()
 
 
 # ---------------------------------------------------------------- batches
 def get_batch(clinic_id: str, batch_id: str) -> BatchModel:
     try:
-        with _dynamodb("get batch"):
+        with dynamodb("get batch"):
             return BatchModel.get(clinic_id, batch_id, consistent_read=True)
     except DoesNotExist as e:
         raise NotFoundError("batch not found", subject=("batch", batch_id)) from e
 
 
 def create_batch(batch: BatchModel) -> None:
-    with _dynamodb("create batch"):
+    with dynamodb("create batch"):
         batch.save(condition=BatchModel.batch_id.does_not_exist())
 
 
 def update_batch(batch: BatchModel, actions: list[Action], condition: Condition | None = None) -> bool:
     try:
-        with _dynamodb("update batch"):
+        with dynamodb("update batch"):
             batch.update(actions=actions, condition=condition)
     except UpdateError as e:
-        if _is_condition_failure(e):
+        if is_condition_failure(e):
             return False
         raise DependencyError("DynamoDB update batch failed") from e
     return True

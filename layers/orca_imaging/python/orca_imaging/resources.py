@@ -127,6 +127,14 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         timeout_seconds=120,
         description="Intake consumer: receives, validates and processes originals",
     ),
+    FunctionSpec(
+        name="dicom_ingest",
+        entry="functions.dicom_ingest.handler:lambda_handler",
+        settings=ConsumerSettings,
+        memory_mb=1769,  # builds a CBCT slice by slice: one vCPU, memory for one slice + planes
+        timeout_seconds=900,
+        description="Scheduled: builds CBCT volumes whose series has gone quiet",
+    ),
 )
 
 
@@ -262,4 +270,4 @@ class ScheduleSpec:
     rate_seconds: int
 
 
-SCHEDULES: tuple[ScheduleSpec, ...] = ()
+SCHEDULES: tuple[ScheduleSpec, ...] = (ScheduleSpec("SeriesSweep", "dicom_ingest", rate_seconds=60),)

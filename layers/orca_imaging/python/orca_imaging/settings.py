@@ -64,6 +64,8 @@ class ConsumerSettings(StorageSettings):
     event_bus_name: str
     # Below this quality score a photo is flagged `needsRetake` and RetakeNeeded is sent.
     retake_threshold: float = Field(default=40.0, ge=0, le=100)
+    # A CBCT series with no new slice for this long is complete (Orthanc's StableAge is 60).
+    series_stable_seconds: int = Field(default=90, gt=0)
 
 
 SettingsT = TypeVar("SettingsT", bound=AwsSettings)

@@ -21,7 +21,7 @@ from orca_imaging.local.api_gateway import LocalApiGateway
 from orca_imaging.local.jwt_issuer import LocalIssuer
 from orca_imaging.local.lambda_runtime import FunctionHost
 from orca_imaging.local.provision import LocalResources, provision
-from orca_imaging.local.scheduler import Scheduler
+from orca_imaging.local.scheduler import Scheduler, scheduled_event
 from orca_imaging.local.sqs_pump import SqsPump
 from orca_imaging.resources import (
     QUEUES,
@@ -65,6 +65,8 @@ class LocalStackConfig:
     visibility_timeout_seconds: int = 30
     # Batches are checked this often locally (10 s in AWS) so progress shows promptly.
     batch_poll_seconds: int = 2
+    # A CBCT series this quiet is complete (90 s in AWS); shorter here so a demo shows it.
+    series_stable_seconds: int = 10
     # moto keeps one state per process: two stacks in one process need distinct names.
     resource_prefix: str = "orca-local"
     web_root: Path | None = field(default_factory=lambda: PROJECT_ROOT / "web")
@@ -203,12 +205,18 @@ class LocalStack:
         for settings in SETTINGS_WITH_RESOURCES:
             os.environ.update(settings_env(settings, resources.values))
         os.environ["ORCA_BATCH_POLL_SECONDS"] = str(self.config.batch_poll_seconds)
+        os.environ["ORCA_SERIES_STABLE_SECONDS"] = str(self.config.series_stable_seconds)
         clients.reset()
         from orca_imaging.settings import TableSettings, load
 
         repository.bind_tables(load(TableSettings))
 
     # ------------------------------------------------------------ helpers
+    def run_schedule(self, construct_id: str) -> Any:
+        """One tick of a schedule now, with the event EventBridge would send."""
+        schedule = next(s for s in SCHEDULES if s.construct_id == construct_id)
+        return self.host.invoke(function(schedule.function), scheduled_event(schedule, REGION))
+
     def client(self, service: Any) -> Any:
         return boto3.session.Session(region_name=REGION).client(service, endpoint_url=self.moto_url)
 

@@ -1,0 +1,72 @@
+"""CBCT volumes, pure part: slices put in spatial order whatever order they came in, gaps
+and duplicates found, and the planes show the phantom the right way up."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from orca_imaging import volumes
+from orca_imaging.dicom import read_dicom
+from orca_imaging.volumes import PlaneBuilder, SlicePlacement, order
+from tests.fixtures.dental_dicom import cbct_series, enhanced_ct, phantom
+
+
+def test_slices_are_ordered_by_position_with_gaps_and_duplicates_found() -> None:
+    slices = {
+        f"s{i}": SlicePlacement(position=i * 0.5, instance=99 - i) for i in range(10) if i not in (4, 5)
+    }
+    slices["again"] = SlicePlacement(position=3 * 0.5, instance=1)
+    found = order(slices)
+    # One of the two slices at position 1.5 is kept (the first by id: deterministic).
+    assert found.keys == ["s0", "s1", "s2", "again", "s6", "s7", "s8", "s9"]
+    assert (found.spacing_mm, found.gaps, found.duplicates) == (0.5, 1, 1)
+
+
+def test_without_geometry_instance_numbers_decide() -> None:
+    found = order({"b": SlicePlacement(None, 2), "a": SlicePlacement(None, 1), "c": SlicePlacement(None, 3)})
+    assert (found.keys, found.spacing_mm) == (["a", "b", "c"], None)
+
+
+def test_the_placement_projects_the_position_on_the_slice_normal() -> None:
+    dataset = read_dicom(cbct_series(slices=3, size=8)[0])
+    assert volumes.placement(dataset).position == float(dataset.ImagePositionPatient[2])
+
+
+def test_planes_from_shuffled_slices_match_the_phantom_reformatted() -> None:
+    size, count = 32, 30
+    files = cbct_series(slices=count, size=size)
+    placed = {str(n): volumes.placement(read_dicom(data)) for n, data in enumerate(files)}
+    ordered = order(placed)
+    builder = PlaneBuilder()
+    for index, key in enumerate(ordered.keys):
+        values, _ = volumes.slice_values(files[int(key)])
+        builder.add(values)
+        builder.keep_if_middle(values, index, len(ordered.keys))
+    truth = phantom(size, count)
+    assert np.array_equal(np.stack(builder.rows), truth[:, size // 2, :])
+    assert np.array_equal(np.stack(builder.projections), truth.max(axis=1))
+    pictures = builder.pictures(volumes.window_of(read_dicom(files[0])))  # the slices' bone window
+    assert pictures["coronal"].size == (size, count) and pictures["axial"].size == (size, size)
+    # Head up: the teeth (in the first third of the slices) are at the bottom of the MIP.
+    mip = np.asarray(pictures["mip"], dtype=float)
+    assert (mip[-count // 4 :] > 240).sum() > (mip[: count // 4] > 240).sum()
+
+
+def test_an_enhanced_ct_is_a_whole_volume_in_one_object() -> None:
+    from orca_imaging.cbct import build_enhanced
+    from orca_imaging.models import ImageModel
+
+    data = enhanced_ct(frames=24, size=32)
+    fields, variants = build_enhanced(ImageModel(clinic_id="c", image_id="i"), data, read_dicom(data))
+    volume = fields["volume"]
+    assert volume["dimensions"] == {"columns": 32, "rows": 32, "slices": 24}
+    assert (volume["gaps"], volume["duplicates"], volume["spacingMm"]["slice"]) == (0, 0, 0.2)
+    names = {v.name for v in variants}
+    assert names == {"thumb.jpg", "preview.jpg", "axial.jpg", "coronal.jpg", "sagittal.jpg", "mip.jpg"}
+    coronal = next(v for v in variants if v.name == "coronal.jpg")
+    picture = np.asarray(Image.open(io.BytesIO(coronal.data)).convert("L"), dtype=float)
+    # Stored in reverse, shown in spatial order: the dense arch adds to the bottom rows.
+    assert (picture[-6:] > 240).sum() > (picture[:6] > 240).sum()
