@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 
 from orca_imaging.auth import Role
 from tests.conftest import CORPUS, corpus_files
-from tests.fixtures.dental_dicom import dental_object
+from tests.fixtures.dental_dicom import cbct_series, dental_object, enhanced_ct
 from tests.integration.conftest import ApiClient
 from tests.integration.test_batches import wait_for_batch
 from tests.unit.test_dicom import BAD_DICOM, KEPT_WITHOUT_PREVIEW
@@ -36,7 +36,9 @@ def dicom_batch(client: ApiClient, files: dict[str, bytes], **extra: Any) -> dic
     for target, data in zip(batch["targets"], files.values(), strict=True):
         posted = requests.post(target["url"], data=target["fields"], files={"file": data}, timeout=60)
         assert posted.status_code == 204, posted.text
-    batch["view"] = wait_for_batch(client, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS")
+    batch["view"] = wait_for_batch(
+        client, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS", timeout=300
+    )
     return batch
 
 
@@ -233,3 +235,59 @@ def test_a_clinic_that_verifies_everything_gets_no_automatic_link(stack: LocalSt
     record = admin.get(f"/images/{batch['targets'][0]['imageId']}").json()
     assert record["status"] == "PENDING_MATCH"
     assert record["matchCandidates"][0] == {"patientId": "pat_1", "score": 100.0}
+
+
+def test_a_200_slice_cbct_becomes_one_volume_once_all_slices_are_in(fresh_doctor: ApiClient) -> None:
+    files = cbct_series(slices=200, size=64, expected=True)
+    batch = dicom_batch(
+        fresh_doctor, {f"slice-{n:03d}": data for n, data in enumerate(files)}, patientId="pat_1"
+    )
+    assert batch["view"]["status"] == "COMPLETED", batch["view"]["errors"]
+    a_slice = fresh_doctor.get(f"/images/{batch['targets'][0]['imageId']}").json()
+    assert (a_slice["category"], a_slice["modalityCode"]) == ("CBCT", "CBCT")
+    volume = fresh_doctor.get(f"/images/{a_slice['volumeId']}").json()
+    assert (volume["status"], volume["patientId"], volume["category"]) == ("ACTIVE", "pat_1", "CBCT")
+    assert volume["volume"]["dimensions"] == {"columns": 64, "rows": 64, "slices": 200}
+    assert volume["volume"]["spacingMm"] == {"column": 0.2, "row": 0.2, "slice": 0.2}
+    assert (volume["volume"]["gaps"], volume["volume"]["duplicates"]) == (0, 0)
+    assert volume["volume"]["completeBy"] == "expected_count"
+    for plane in ("axial", "coronal", "sagittal", "mip", "thumb", "preview"):
+        picture = requests.get(volume["urls"][plane], timeout=30)
+        assert picture.content.startswith(b"\xff\xd8"), plane
+    # The volume is on the patient's list beside its slices.
+    listed, cursor = set(), None
+    while True:
+        page = fresh_doctor.get(
+            "/patients/pat_1/images", category="CBCT", limit=200, **({"cursor": cursor} if cursor else {})
+        ).json()
+        listed |= {i["imageId"] for i in page["images"]}
+        if not (cursor := page.get("nextCursor")):
+            break
+    assert volume["imageId"] in listed and len(listed) == 201
+
+
+def test_a_series_with_no_known_count_is_built_when_it_goes_quiet(
+    stack: LocalStack, fresh_doctor: ApiClient
+) -> None:
+    files = cbct_series(slices=30, size=32, skip=(10, 11), repeat=(20,))
+    batch = dicom_batch(fresh_doctor, {f"s{n:02d}": data for n, data in enumerate(files)}, patientId="pat_1")
+    volume_id = fresh_doctor.get(f"/images/{batch['targets'][0]['imageId']}").json()["volumeId"]
+    assert fresh_doctor.get(f"/images/{volume_id}").json()["status"] == "PROCESSING"
+
+    def swept() -> dict[str, Any] | None:
+        stack.run_schedule("SeriesSweep")
+        record: dict[str, Any] = fresh_doctor.get(f"/images/{volume_id}").json()
+        return record if record["status"] == "ACTIVE" else None
+
+    volume = stack.wait_until(swept, timeout=60, interval=2)
+    assert volume["volume"]["sliceCount"] == 28 and volume["volume"]["completeBy"] == "quiet_period"
+    assert (volume["volume"]["gaps"], volume["volume"]["duplicates"]) == (1, 1)
+    assert set(volume["warnings"]) == {"slices_missing:1", "slices_duplicated:1"}
+
+
+def test_an_enhanced_ct_is_ingested_as_its_own_volume(fresh_doctor: ApiClient) -> None:
+    batch = dicom_batch(fresh_doctor, {"enhanced.dcm": enhanced_ct(frames=30, size=32)}, patientId="pat_1")
+    record = fresh_doctor.get(f"/images/{batch['targets'][0]['imageId']}").json()
+    assert (record["status"], record["category"]) == ("ACTIVE", "CBCT")
+    assert record["volume"]["dimensions"] == {"columns": 32, "rows": 32, "slices": 30}
+    assert {"axial", "coronal", "sagittal", "mip"} <= set(record["urls"])

@@ -151,7 +151,7 @@ _INTERNAL_FIELDS = {
 
 
 # JSON attributes the simple dict leaves as text; the API returns them as objects.
-_JSON_FIELDS = ("metadata", "dicomData", "dicomSummary", "radiationDose", "matchCandidates")
+_JSON_FIELDS = ("metadata", "dicomData", "dicomSummary", "radiationDose", "matchCandidates", "volume")
 
 
 def image_view(image: ImageModel) -> dict[str, Any]:

@@ -81,7 +81,7 @@ def note_slice(
     with repository.dynamodb("note a slice"):
         volume.update(
             actions=[
-                ImageModel.volume_slices.set(ImageModel.volume_slices.append([entry])),
+                ImageModel.volume_slices.set((ImageModel.volume_slices | []).append([entry])),
                 ImageModel.series_open_key.set(OPEN),
                 ImageModel.last_slice_at_key.set(now),
             ]

@@ -176,7 +176,8 @@ class ImageModel(Model):
     subcategory = UnicodeAttribute(null=True)
 
     # Storage
-    storage_key = UnicodeAttribute(attr_name="storageKey")
+    # None only for a CBCT volume record: its originals are its slices.
+    storage_key = UnicodeAttribute(null=True, attr_name="storageKey")
     object_version = UnicodeAttribute(null=True, attr_name="objectVersion")
     multipart_upload_id = UnicodeAttribute(null=True, attr_name="multipartUploadId")
     thumbnail_key = UnicodeAttribute(null=True, attr_name="thumbnailKey")

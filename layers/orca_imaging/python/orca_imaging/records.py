@@ -46,12 +46,13 @@ def image_with_urls(
     view = image_view(image)
     urls: dict[str, str] = {}
     if image.status not in (ImageStatus.PENDING_UPLOAD, ImageStatus.DELETED):
-        params: dict[str, Any] = {"Bucket": settings.originals_bucket, "Key": image.storage_key}
-        if image.object_version:
-            params["VersionId"] = image.object_version
-        urls["original"] = s3.generate_presigned_url(
-            "get_object", Params=params, ExpiresIn=settings.view_url_ttl_seconds
-        )
+        if image.storage_key:  # a CBCT volume has no original of its own: its slices do
+            params: dict[str, Any] = {"Bucket": settings.originals_bucket, "Key": image.storage_key}
+            if image.object_version:
+                params["VersionId"] = image.object_version
+            urls["original"] = s3.generate_presigned_url(
+                "get_object", Params=params, ExpiresIn=settings.view_url_ttl_seconds
+            )
         for variant, key in variant_keys(image).items():
             urls[variant] = s3.generate_presigned_url(
                 "get_object",
