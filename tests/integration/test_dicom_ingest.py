@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 
 from orca_imaging.auth import Role
 from tests.conftest import CORPUS, corpus_files
-from tests.fixtures.dental_dicom import cbct_series, dental_object, enhanced_ct
+from tests.fixtures.dental_dicom import cbct_series, ct_dose_report, dental_object, enhanced_ct
 from tests.integration.conftest import ApiClient
 from tests.integration.test_batches import wait_for_batch
 from tests.unit.test_dicom import BAD_DICOM, KEPT_WITHOUT_PREVIEW
@@ -291,3 +291,25 @@ def test_an_enhanced_ct_is_ingested_as_its_own_volume(fresh_doctor: ApiClient) -
     assert (record["status"], record["category"]) == ("ACTIVE", "CBCT")
     assert record["volume"]["dimensions"] == {"columns": 32, "rows": 32, "slices": 30}
     assert {"axial", "coronal", "sagittal", "mip"} <= set(record["urls"])
+
+
+def test_a_study_with_a_dose_report_is_counted_by_its_report(fresh_doctor: ApiClient) -> None:
+    study = generate_uid()
+    files = {
+        "cbct.dcm": dental_object("CT", rows=16, columns=16, StudyInstanceUID=study, CTDIvol=3.0),
+        "rdsr.dcm": ct_dose_report(study, dlp=42.0, ctdi=[3.0]),
+        "pano.dcm": dental_object("PX", rows=20, columns=40, ImageAndFluoroscopyAreaDoseProduct=0.1),
+    }
+    batch = dicom_batch(fresh_doctor, files, patientId="pat_1")
+    ids = {t["fileName"]: t["imageId"] for t in batch["targets"]}
+    body = fresh_doctor.get("/patients/pat_1/radiation").json()
+    by_id = {e["imageId"]: e for e in body["exposures"]}
+    assert by_id[ids["rdsr.dcm"]]["source"] == "rdsr" and by_id[ids["rdsr.dcm"]]["countedInTotals"]
+    assert (
+        by_id[ids["cbct.dcm"]]["doseReport"] == ids["rdsr.dcm"]
+        and not by_id[ids["cbct.dcm"]]["countedInTotals"]
+    )
+    assert body["totals"] == [
+        {"quantity": "DAP", "unit": "dGy*cm2", "value": 0.1},
+        {"quantity": "DLP", "unit": "mGy.cm", "value": 42.0},
+    ]

@@ -170,3 +170,20 @@ def test_monochrome1_is_inverted_and_a_window_is_applied() -> None:
     narrow = picture(dental_object("DX", rows=60, columns=80, WindowCenter=2048, WindowWidth=200))
     # A narrow window pushes most pixels to black or white.
     assert np.mean((narrow < 10) | (narrow > 245)) > np.mean((normal < 10) | (normal > 245)) + 0.2
+
+
+def test_a_dose_report_gives_its_totals_with_their_units() -> None:
+    from pydicom.uid import generate_uid
+
+    from tests.fixtures.dental_dicom import ct_dose_report
+
+    dataset = dicom.read_dicom(ct_dose_report(generate_uid(), dlp=88.5, ctdi=[3.1, 2.9]))
+    assert dicom.is_dose_report(dataset)
+    assert dicom.radiation_dose(dataset) == {
+        "doses": [{"quantity": "DLP", "value": 88.5, "unit": "mGy.cm"}],
+        "exposure": {},
+        "source": "rdsr",
+        "irradiationEvents": 2,
+        "ctdiVolPerEvent": [3.1, 2.9],
+    }
+    assert dicom.render_preview(b"", dataset).unavailable == "the object has no pixel data"

@@ -32,6 +32,8 @@ from orca_imaging.models import ImageCategory
 from orca_imaging.variants import Variant, small_variants
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from pydicom.dataset import Dataset
 
 # Devices write many small oddities (a UID with a leading zero, a DS with too many digits);
@@ -344,8 +346,63 @@ _EXPOSURE_TAGS = (
 )
 
 
+RDSR_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.88.67",  # X-Ray Radiation Dose SR
+    "1.2.840.10008.5.1.4.1.1.88.68",  # Radiopharmaceutical Radiation Dose SR
+    "1.2.840.10008.5.1.4.1.1.88.76",  # Enhanced X-Ray Radiation Dose SR
+}
+# DCM codes of the totals a dose report states (PS3.16 TID 10001, 10011, 10012).
+_RDSR_TOTALS = {
+    "113722": "DAP",  # Dose Area Product Total
+    "113813": "DLP",  # CT Dose Length Product Total
+    "113725": "doseRP",  # Dose (RP) Total
+    "113812": "events",  # Total Number of Irradiation Events
+}
+_RDSR_EVENT_CTDI = "113830"  # Mean CTDIvol, per CT acquisition
+
+
+def is_dose_report(dataset: Dataset) -> bool:
+    return _text(_get(dataset, "SOPClassUID")) in RDSR_CLASSES
+
+
+def _content_numbers(items: Any) -> Iterator[tuple[str, float, str]]:
+    """(concept code, value, unit code) of every NUM item in an SR content tree."""
+    for item in items or []:
+        concept = (item.get("ConceptNameCodeSequence") or [None])[0]
+        measured = (item.get("MeasuredValueSequence") or [None])[0]
+        if concept is not None and measured is not None and item.get("ValueType") == "NUM":
+            unit = (measured.get("MeasurementUnitsCodeSequence") or [None])[0]
+            value = _number(measured.get("NumericValue"))
+            if value is not None:
+                yield str(concept.CodeValue), value, str(unit.CodeValue) if unit is not None else ""
+        yield from _content_numbers(item.get("ContentSequence"))
+
+
+def dose_report(dataset: Dataset) -> dict[str, Any]:
+    """The totals of a Radiation Dose SR, with the units it states, and its CT events' CTDIvol."""
+    doses, events = [], 0
+    ctdi: list[float] = []
+    for code, value, unit in _content_numbers(dataset.get("ContentSequence")):
+        quantity = _RDSR_TOTALS.get(code)
+        if quantity == "events":
+            events = int(value)
+        elif quantity:
+            doses.append({"quantity": quantity, "value": value, "unit": unit})
+        elif code == _RDSR_EVENT_CTDI:
+            ctdi.append(value)
+    return {
+        "doses": doses,
+        "exposure": {},
+        "source": "rdsr",
+        "irradiationEvents": events,
+        "ctdiVolPerEvent": ctdi,
+    }
+
+
 def radiation_dose(dataset: Dataset) -> dict[str, Any] | None:
     """The dose and exposure the object records, each dose with its unit; None if none."""
+    if is_dose_report(dataset):
+        return dose_report(dataset)
     doses = [
         {"quantity": quantity, "value": value, "unit": unit}
         for keyword, quantity, unit in _DOSE_TAGS

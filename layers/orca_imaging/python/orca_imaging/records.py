@@ -197,14 +197,28 @@ def put_patient(
 
 def patient_radiation(principal: Principal, patient_id: str) -> dict[str, Any]:
     """Each recorded exposure of the patient, oldest first, and the cumulative dose per
-    quantity and unit (doses in different units are never added together)."""
+    quantity and unit (doses in different units are never added together).
+
+    A study with a Radiation Dose SR is counted by its report, which states the study's
+    totals; its images' own dose attributes are listed, linked to the report, but not
+    added again.
+    """
     repository.get_patient(principal.clinic_id, patient_id)
+    images = repository.patient_images_with_dose(principal.clinic_id, patient_id)
+    reports = {
+        image.study_uid: image.image_id
+        for image in images
+        if image.study_uid and (image.radiation_dose or {}).get("source") == "rdsr"
+    }
     exposures: list[dict[str, Any]] = []
     totals: defaultdict[tuple[str, str], float] = defaultdict(float)
-    for image in repository.patient_images_with_dose(principal.clinic_id, patient_id):
+    for image in images:
         dose = image.radiation_dose or {}
-        for entry in dose.get("doses", []):
-            totals[(entry["quantity"], entry["unit"])] += float(entry["value"])
+        is_report = dose.get("source") == "rdsr"
+        counted = is_report or image.study_uid not in reports
+        if counted:
+            for entry in dose.get("doses", []):
+                totals[(entry["quantity"], entry["unit"])] += float(entry["value"])
         exposures.append(
             {
                 "imageId": image.image_id,
@@ -212,6 +226,9 @@ def patient_radiation(principal: Principal, patient_id: str) -> dict[str, Any]:
                 "modality": image.modality,
                 "category": image.category,
                 "studyUid": image.study_uid,
+                "source": "rdsr" if is_report else "image",
+                "doseReport": None if is_report else reports.get(image.study_uid or ""),
+                "countedInTotals": counted,
                 "doses": dose.get("doses", []),
                 "exposure": dose.get("exposure", {}),
             }
