@@ -145,6 +145,22 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _anonymize(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from orca_imaging.deidentify import deidentify
+    from orca_imaging.inspection import expand
+
+    files = list(expand([args.source]))
+    results = deidentify(tqdm(files, unit="file", disable=len(files) < 2, file=sys.stderr), args.out)
+    for result in results:
+        if result.problem:
+            print(f"{result.source}: {result.problem}", file=sys.stderr)
+    written = sum(r.output is not None for r in results)
+    print(f"{written} de-identified into {args.out}, {len(results) - written} skipped", file=sys.stderr)
+    return 0 if written or not results else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orca-imaging", description=__doc__.splitlines()[0] if __doc__ else None
@@ -179,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--photo-hard-limit", type=int, help="bytes above which a photo is rejected")
     inspect.add_argument("--min-photo-edge", type=int, help="shortest photo edge accepted, in pixels")
     inspect.set_defaults(run=_inspect)
+
+    anonymize = commands.add_parser(
+        "anonymize", help="de-identified copies of DICOM files (PS3.15 basic profile) for demo and test data"
+    )
+    anonymize.add_argument("source", type=Path, help="a DICOM file or a folder of them")
+    anonymize.add_argument(
+        "out", type=Path, help="the folder for the copies, named by their new SOP Instance UID"
+    )
+    anonymize.set_defaults(run=_anonymize)
     return parser
 
 
