@@ -29,7 +29,7 @@ from pydicom.valuerep import PersonName
 
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.models import ImageCategory
-from orca_imaging.variants import Variant, small_variants
+from orca_imaging.variants import PREVIEW_PX, Variant, small_variants
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -448,16 +448,33 @@ def _to_picture(pixels: np.ndarray, dataset: Dataset) -> Image.Image:
         return Image.fromarray(_to_uint8(pixels))
     if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):  # colour (pydicom gives RGB from YBR)
         return Image.fromarray(_to_uint8(pixels[..., :3]))
-    values = apply_modality_lut(pixels, dataset).astype(np.float64)
-    if _get(dataset, "VOILUTSequence") or _get(dataset, "WindowCenter") is not None:
-        values = apply_voi_lut(values, dataset, index=0).astype(np.float64)
+    # Shrink first, by a whole factor to about one to two preview widths (box averaging), so
+    # the LUTs, the window and the percentiles work on a fraction of the pixels. A rescale
+    # is linear and commutes with averaging; a Modality LUT is not, so it is applied first.
+    if _get(dataset, "ModalityLUTSequence"):
+        values = _reduced(apply_modality_lut(pixels, dataset))
+    else:
+        values = apply_modality_lut(_reduced(pixels), dataset)
+    if _get(dataset, "VOILUTSequence"):
+        values = apply_voi_lut(np.rint(values).astype(np.int32), dataset, index=0)
+        low, high = float(values.min()), float(values.max())
+    elif _get(dataset, "WindowCenter") is not None:
+        values = apply_voi_lut(values, dataset, index=0)
         low, high = float(values.min()), float(values.max())
     else:  # no window: the 0.5-99.5 percentiles, so a few hot pixels don't flatten the rest
         low, high = (float(v) for v in np.percentile(values, (0.5, 99.5)))
-    scaled = np.clip((values - low) / ((high - low) or 1.0), 0, 1)
+    scaled = np.clip((np.asarray(values, dtype=np.float32) - low) / ((high - low) or 1.0), 0, 1)
     if photometric == "MONOCHROME1":  # 0 is white
         scaled = 1.0 - scaled
-    return Image.fromarray((scaled * 255).round().astype(np.uint8), mode="L")
+    return Image.fromarray((scaled * 255 + 0.5).astype(np.uint8), mode="L")
+
+
+def _reduced(values: np.ndarray) -> np.ndarray:
+    factor = max(1, max(values.shape) // PREVIEW_PX)
+    as_float = values.astype(np.float32)
+    if factor == 1:
+        return as_float
+    return np.asarray(Image.fromarray(as_float, mode="F").reduce(factor))
 
 
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
