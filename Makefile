@@ -61,6 +61,7 @@ synth: $(BIN)/.installed node_modules/.installed layer
 bench: $(BIN)/.installed bench-tools
 	$(BIN)/python -m bench.upload_api
 	$(BIN)/python -m bench.photo_pipeline
+	$(BIN)/python -m bench.dicom_ingest
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out build .orca-local

@@ -15,7 +15,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from PIL import Image
@@ -434,8 +434,14 @@ def render_preview(data: bytes, dataset: Dataset) -> Preview:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pixels = pixel_array(io.BytesIO(data), index=index) if index is not None else dataset.pixel_array
-            image = _to_picture(pixels, dataset)
+            native = _native_grey(dataset) if index is None else None
+            if native is not None:
+                image = _shrunk(_windowed_by_table(native, dataset, stored_bits=int(dataset.BitsStored)))
+            else:
+                pixels = (
+                    pixel_array(io.BytesIO(data), index=index) if index is not None else dataset.pixel_array
+                )
+                image = _to_picture(pixels, dataset)
     except Exception as e:  # any decoder failure: the object stays, its preview does not
         return Preview([], f"pixel data could not be decoded: {type(e).__name__}")
     return Preview(small_variants(b"", image, redecode_jpeg=False), None)
@@ -444,37 +450,111 @@ def render_preview(data: bytes, dataset: Dataset) -> Preview:
 def _to_picture(pixels: np.ndarray, dataset: Dataset) -> Image.Image:
     photometric = (_text(_get(dataset, "PhotometricInterpretation")) or "MONOCHROME2").upper()
     if photometric == "PALETTE COLOR":
-        pixels = apply_color_lut(pixels, dataset)
-        return Image.fromarray(_to_uint8(pixels))
+        return _shrunk(Image.fromarray(_to_uint8(apply_color_lut(pixels, dataset))))
     if pixels.ndim == 3 and pixels.shape[-1] in (3, 4):  # colour (pydicom gives RGB from YBR)
-        return Image.fromarray(_to_uint8(pixels[..., :3]))
-    # Shrink first, by a whole factor to about one to two preview widths (box averaging), so
-    # the LUTs, the window and the percentiles work on a fraction of the pixels. A rescale
-    # is linear and commutes with averaging; a Modality LUT is not, so it is applied first.
-    if _get(dataset, "ModalityLUTSequence"):
-        values = _reduced(apply_modality_lut(pixels, dataset))
-    else:
-        values = apply_modality_lut(_reduced(pixels), dataset)
+        return _shrunk(Image.fromarray(_to_uint8(pixels[..., :3])))
+    invert = photometric == "MONOCHROME1"  # 0 is white
+    if pixels.ndim == 2 and pixels.dtype in (np.uint8, np.int8, np.uint16, np.int16):
+        return _shrunk(_windowed_by_table(pixels, dataset, stored_bits=8 * pixels.dtype.itemsize))
+    # 32-bit or float pixels (e.g. dose grids): no table, the same steps on the values.
+    values = _voi(apply_modality_lut(pixels, dataset), dataset)
+    low, high = _window(values, dataset)
+    return _shrunk(Image.fromarray(_eight_bits(values, low, high, invert=invert), mode="L"))
+
+
+# The auto-window's percentiles come from every 4th pixel of every 4th row: ample for a
+# histogram, a sixteenth of the work.
+_SAMPLE_STEP = 4
+
+
+def _windowed(dataset: Dataset) -> bool:
+    return bool(_get(dataset, "VOILUTSequence")) or _get(dataset, "WindowCenter") is not None
+
+
+def _voi(modality: np.ndarray, dataset: Dataset) -> np.ndarray:
+    """The VOI LUT or the first window applied, when the object has one."""
     if _get(dataset, "VOILUTSequence"):
-        values = apply_voi_lut(np.rint(values).astype(np.int32), dataset, index=0)
-        low, high = float(values.min()), float(values.max())
-    elif _get(dataset, "WindowCenter") is not None:
-        values = apply_voi_lut(values, dataset, index=0)
-        low, high = float(values.min()), float(values.max())
-    else:  # no window: the 0.5-99.5 percentiles, so a few hot pixels don't flatten the rest
-        low, high = (float(v) for v in np.percentile(values, (0.5, 99.5)))
-    scaled = np.clip((np.asarray(values, dtype=np.float32) - low) / ((high - low) or 1.0), 0, 1)
-    if photometric == "MONOCHROME1":  # 0 is white
+        return np.asarray(
+            apply_voi_lut(np.rint(modality).astype(np.int32), dataset, index=0), dtype=np.float32
+        )
+    if _get(dataset, "WindowCenter") is not None:
+        return np.asarray(
+            apply_voi_lut(np.asarray(modality, dtype=np.float64), dataset, index=0), dtype=np.float32
+        )
+    return np.asarray(modality, dtype=np.float32)
+
+
+def _window(values: np.ndarray, dataset: Dataset) -> tuple[float, float]:
+    """Black and white: the VOI's output range, or (no VOI) the 0.5-99.5 percentiles of a
+    sample, so a few hot pixels don't flatten the rest."""
+    if _windowed(dataset):
+        return float(values.min()), float(values.max())
+    low, high = np.percentile(values[::_SAMPLE_STEP, ::_SAMPLE_STEP], (0.5, 99.5))
+    return float(low), float(high)
+
+
+def _eight_bits(values: np.ndarray, low: float, high: float, *, invert: bool) -> np.ndarray:
+    scaled: np.ndarray = np.clip((np.asarray(values, dtype=np.float32) - low) / ((high - low) or 1.0), 0, 1)
+    if invert:
         scaled = 1.0 - scaled
-    return Image.fromarray((scaled * 255 + 0.5).astype(np.uint8), mode="L")
+    eight: np.ndarray = (scaled * 255 + 0.5).astype(np.uint8)
+    return eight
 
 
-def _reduced(values: np.ndarray) -> np.ndarray:
-    factor = max(1, max(values.shape) // PREVIEW_PX)
-    as_float = values.astype(np.float32)
-    if factor == 1:
-        return as_float
-    return np.asarray(Image.fromarray(as_float, mode="F").reduce(factor))
+_NATIVE_LITTLE_ENDIAN = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+
+
+def _native_grey(dataset: Dataset) -> np.ndarray | None:
+    """The stored codes of one uncompressed little-endian grey frame, read in place (no
+    decode, no copy), or None when the object is anything else."""
+    geometry = (_get(dataset, "Rows"), _get(dataset, "Columns"), _get(dataset, "BitsAllocated"))
+    if (
+        _transfer_syntax(dataset) not in _NATIVE_LITTLE_ENDIAN
+        or _get(dataset, "SamplesPerPixel") not in (None, 1)
+        or (_get(dataset, "PhotometricInterpretation") or "") not in ("MONOCHROME1", "MONOCHROME2")
+        or not all(isinstance(v, int) for v in geometry)
+        or geometry[2] not in (8, 16)
+        or not isinstance(_get(dataset, "BitsStored"), int)
+    ):
+        return None
+    rows, columns, allocated = geometry
+    raw = dataset.PixelData
+    if len(raw) < rows * columns * allocated // 8:
+        return None
+    codes = np.frombuffer(raw, dtype="<u2" if allocated == 16 else "u1", count=rows * columns)
+    return codes.reshape(rows, columns)
+
+
+def _windowed_by_table(pixels: np.ndarray, dataset: Dataset, *, stored_bits: int) -> Image.Image:
+    """Integer pixels to 8 bits through one lookup table: every possible code goes once
+    through the masking of unused bits, the sign, the modality LUT, the VOI and the
+    inversion; then each pixel is one table read (an 8 MB panoramic: about 4 ms where the
+    arithmetic per pixel took 12)."""
+    photometric = (_text(_get(dataset, "PhotometricInterpretation")) or "MONOCHROME2").upper()
+    unsigned = cast(
+        "np.ndarray[Any, np.dtype[np.unsignedinteger[Any]]]", pixels.view(f"u{pixels.dtype.itemsize}")
+    )
+    codes = np.arange(256 if pixels.dtype.itemsize == 1 else 65536, dtype=np.int64)
+    stored = codes & ((1 << stored_bits) - 1)
+    if pixels.dtype.kind == "i" or _get(dataset, "PixelRepresentation") == 1:
+        sign = 1 << (stored_bits - 1)
+        stored = (stored ^ sign) - sign  # two's complement within the stored bits
+    modality = np.asarray(apply_modality_lut(stored, dataset), dtype=np.float32)
+    voi = _voi(modality, dataset)
+    if _windowed(dataset):
+        low, high = float(voi.min()), float(voi.max())
+    else:
+        sample = modality[unsigned[::_SAMPLE_STEP, ::_SAMPLE_STEP]]
+        low, high = (float(v) for v in np.percentile(sample, (0.5, 99.5)))
+    table = _eight_bits(voi, low, high, invert=photometric == "MONOCHROME1")
+    return Image.fromarray(np.take(table, unsigned), mode="L")
+
+
+def _shrunk(image: Image.Image) -> Image.Image:
+    """Shrunk by a whole factor (box average) towards the preview size, as a display
+    windows at full resolution and then scales; `small_variants` does the rest."""
+    factor = max(1, max(image.size) // PREVIEW_PX)
+    return image.reduce(factor) if factor > 1 else image
 
 
 def _to_uint8(pixels: np.ndarray) -> np.ndarray:
