@@ -113,3 +113,31 @@ def s3_event(bucket: str, key: str, version_id: str | None) -> str:
     return json.dumps(
         {"Records": [{"eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": bucket}, "object": obj}}]}
     )
+
+
+def watch_events(stack: LocalStack, detail_type: str, *, key: str) -> Any:
+    """Route one detail-type from the bus to a queue of its own; return a finder that
+    waits for the event whose detail[key] is the given value."""
+    sqs, events = stack.sqs(), stack.client("events")
+    assert stack.resources is not None
+    bus = stack.resources.values["event_bus_name"]
+    name = f"watch-{detail_type.lower()}-{uuid.uuid4().hex[:6]}"
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps({"detail-type": [detail_type]}))
+    events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+
+    def find(value: str) -> dict[str, Any]:
+        def look() -> dict[str, Any] | None:
+            for message in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, MaxNumberOfMessages=10).get(
+                "Messages", []
+            ):
+                detail: dict[str, Any] = json.loads(message["Body"])["detail"]
+                if detail.get(key) == value:
+                    return detail
+            return None
+
+        found: dict[str, Any] = stack.wait_until(look, timeout=30)
+        return found
+
+    return find

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from itertools import cycle, islice
 from typing import TYPE_CHECKING, Any
@@ -12,7 +11,7 @@ import requests
 
 from orca_imaging import settings
 from tests.conftest import CORPUS, corpus_files
-from tests.integration.conftest import ApiClient, s3_event
+from tests.integration.conftest import ApiClient, s3_event, watch_events
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -53,30 +52,7 @@ def wait_for_batch(client: ApiClient, batch_id: str, *statuses: str, timeout: fl
 @pytest.fixture
 def completed_events(stack: LocalStack) -> Any:
     """Collects BatchCompleted events from the bus through an SQS target."""
-    sqs, events = stack.sqs(), stack.client("events")
-    assert stack.resources is not None
-    bus = stack.resources.values["event_bus_name"]
-    url = sqs.create_queue(QueueName="watch-batches")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(
-        Name="batches", EventBusName=bus, EventPattern=json.dumps({"detail-type": ["BatchCompleted"]})
-    )
-    events.put_targets(Rule="batches", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-
-    def find(batch_id: str) -> dict[str, Any]:
-        def look() -> dict[str, Any] | None:
-            for message in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, MaxNumberOfMessages=10).get(
-                "Messages", []
-            ):
-                detail: dict[str, Any] = json.loads(message["Body"])["detail"]
-                if detail["batchId"] == batch_id:
-                    return detail
-            return None
-
-        found: dict[str, Any] = stack.wait_until(look, timeout=30)
-        return found
-
-    return find
+    return watch_events(stack, "BatchCompleted", key="batchId")
 
 
 def test_fifty_real_photos_complete_with_exact_counts(doctor: ApiClient, completed_events: Any) -> None:

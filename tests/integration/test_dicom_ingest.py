@@ -13,7 +13,7 @@ from pydicom.uid import generate_uid
 from orca_imaging.auth import Role
 from tests.conftest import CORPUS, corpus_files
 from tests.fixtures.dental_dicom import cbct_series, ct_dose_report, dental_object, enhanced_ct
-from tests.integration.conftest import ApiClient
+from tests.integration.conftest import ApiClient, watch_events
 from tests.integration.test_batches import wait_for_batch
 from tests.unit.test_dicom import BAD_DICOM, KEPT_WITHOUT_PREVIEW
 
@@ -86,7 +86,10 @@ def test_a_panoramic_links_to_its_patient_by_chart_and_birth_date(stack: LocalSt
     )
 
 
-def test_one_sop_instance_uid_with_other_bytes_keeps_both_and_flags_both(fresh_doctor: ApiClient) -> None:
+def test_one_sop_instance_uid_with_other_bytes_keeps_both_and_flags_both(
+    stack: LocalStack, fresh_doctor: ApiClient
+) -> None:
+    conflict_events = watch_events(stack, "DicomConflict", key="imageId")
     uid = generate_uid()
     first = dicom_batch(
         fresh_doctor,
@@ -106,6 +109,7 @@ def test_one_sop_instance_uid_with_other_bytes_keeps_both_and_flags_both(fresh_d
     assert one["status"] == two["status"] == "ACTIVE"
     assert f"sop_conflict:{one['imageId']}" in two["warnings"]
     assert f"sop_conflict:{two['imageId']}" in one["warnings"]
+    assert conflict_events(two["imageId"])["conflictsWith"] == [one["imageId"]]
     # The same bytes again are a duplicate of the first, not a conflict.
     again = dicom_batch(
         fresh_doctor, {"a.dcm": requests.get(one["urls"]["original"], timeout=30).content}, patientId="pat_1"

@@ -187,3 +187,22 @@ def test_a_dose_report_gives_its_totals_with_their_units() -> None:
         "ctdiVolPerEvent": [3.1, 2.9],
     }
     assert dicom.render_preview(b"", dataset).unavailable == "the object has no pixel data"
+
+
+def test_a_few_frames_are_shown_side_by_side_and_many_by_the_middle_one() -> None:
+    def frames(count: int) -> bytes:
+        from pydicom import dcmread
+
+        ds = dcmread(io.BytesIO(dental_object("DX", rows=40, columns=30)))
+        ramp = np.stack([np.full((40, 30), 400 * (i + 1), dtype=np.uint16) for i in range(count)])
+        ds.NumberOfFrames, ds.PixelData = count, ramp.tobytes()
+        out = io.BytesIO()
+        ds.save_as(out)
+        return out.getvalue()
+
+    few = frames(3)
+    sizes = {v.name: (v.width, v.height) for v in dicom.render_preview(few, dicom.read_dicom(few)).variants}
+    assert sizes["preview.jpg"] == (90, 40)  # three 30-wide frames in a row
+    many = frames(9)
+    preview = dicom.render_preview(many, dicom.read_dicom(many))
+    assert {v.name: (v.width, v.height) for v in preview.variants}["preview.jpg"] == (30, 40)

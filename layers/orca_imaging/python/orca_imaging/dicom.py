@@ -425,26 +425,47 @@ class Preview:
     unavailable: str | None  # why there is no preview, when there is none
 
 
+# Up to this many frames are shown side by side (a few views of one exposure); more are a
+# cine loop or a stack, shown by their middle frame.
+MOSAIC_MAX_FRAMES = 4
+
+
 def render_preview(data: bytes, dataset: Dataset) -> Preview:
-    """An 8-bit picture of the (middle) frame, as a viewer would first show it."""
+    """An 8-bit picture of the frame (a mosaic of a few, or the middle one of many), as a
+    viewer would first show it."""
     if "PixelData" not in dataset:
         return Preview([], "the object has no pixel data")
     frames = _get(dataset, "NumberOfFrames")
-    index = int(frames) // 2 if isinstance(frames, int) and frames > 1 else None
+    count = int(frames) if isinstance(frames, int) and frames > 1 else 1
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            native = _native_grey(dataset) if index is None else None
+            native = _native_grey(dataset) if count == 1 else None
             if native is not None:
                 image = _shrunk(_windowed_by_table(native, dataset, stored_bits=int(dataset.BitsStored)))
-            else:
-                pixels = (
-                    pixel_array(io.BytesIO(data), index=index) if index is not None else dataset.pixel_array
+            elif count == 1:
+                image = _to_picture(dataset.pixel_array, dataset)
+            elif count <= MOSAIC_MAX_FRAMES:
+                image = _mosaic(
+                    [_to_picture(pixel_array(io.BytesIO(data), index=i), dataset) for i in range(count)]
                 )
-                image = _to_picture(pixels, dataset)
+            else:
+                image = _to_picture(pixel_array(io.BytesIO(data), index=count // 2), dataset)
     except Exception as e:  # any decoder failure: the object stays, its preview does not
         return Preview([], f"pixel data could not be decoded: {type(e).__name__}")
     return Preview(small_variants(b"", image, redecode_jpeg=False), None)
+
+
+def _mosaic(tiles: list[Image.Image]) -> Image.Image:
+    """Frames side by side, in order, on black."""
+    mode = "RGB" if any(t.mode == "RGB" for t in tiles) else "L"
+    width, height = sum(t.width for t in tiles), max(t.height for t in tiles)
+    sheet = Image.new(mode, (width, height))
+    left = 0
+    for tile in tiles:
+        sheet.paste(tile.convert(mode), (left, 0))
+        left += tile.width
+    return sheet
 
 
 def _to_picture(pixels: np.ndarray, dataset: Dataset) -> Image.Image:

@@ -308,6 +308,9 @@ def process_original(
         return received
     metrics.add_metric(name="ImagesProcessed", unit="Count", value=1)
     _publish(events, settings, "ImageProcessed", image, {"status": image.status, "fileType": image.file_type})
+    conflicts = [w.split(":", 1)[1] for w in image.warnings or [] if w.startswith("sop_conflict:")]
+    if conflicts:  # one SOP Instance UID, other bytes: both kept, someone must look
+        _publish(events, settings, "DicomConflict", image, {"conflictsWith": conflicts})
     if image.needs_retake:
         metrics.add_metric(name="RetakesNeeded", unit="Count", value=1)
         retake = {"qualityScore": image.quality_score, "notes": list(image.quality_notes or [])}
