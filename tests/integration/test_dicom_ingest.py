@@ -317,3 +317,24 @@ def test_a_study_with_a_dose_report_is_counted_by_its_report(fresh_doctor: ApiCl
         {"quantity": "DAP", "unit": "dGy*cm2", "value": 0.1},
         {"quantity": "DLP", "unit": "mGy.cm", "value": 42.0},
     ]
+
+
+def test_a_clinics_own_category_rule_is_tried_before_the_defaults(
+    stack: LocalStack, fresh_doctor: ApiClient
+) -> None:
+    admin = ApiClient(stack, fresh_doctor.clinic, Role.CLINIC_ADMIN)
+    # This clinic's ceph unit writes only "LATERAL" in the series description.
+    rule = {"modalities": ["DX"], "category": "CEPHALOMETRIC", "code": "CEPH", "words": ["LATERAL"]}
+    assert admin.put("/settings", {"dicomCategoryRules": [{**rule, "category": "NOPE"}]}).status_code == 400
+    saved = admin.put("/settings", {"dicomCategoryRules": [rule]})
+    assert saved.status_code == 200 and saved.json()["dicomCategoryRules"] == [
+        {**rule, "views": [], "bodyParts": []}
+    ]
+    files = {
+        "lat.dcm": dental_object("DX", rows=20, columns=30, SeriesDescription="LATERAL"),
+        "pano.dcm": dental_object("PX", rows=20, columns=30),
+    }
+    batch = dicom_batch(fresh_doctor, files, patientId="pat_1")
+    lat, pano = (fresh_doctor.get(f"/images/{t['imageId']}").json() for t in batch["targets"])
+    assert (lat["category"], lat["modalityCode"]) == ("CEPHALOMETRIC", "CEPH")
+    assert (pano["category"], pano["modalityCode"]) == ("PANORAMIC", "OPG")  # the defaults still apply

@@ -277,6 +277,18 @@ class CategoryRule:
     views: tuple[str, ...] = ()
     body_parts: tuple[str, ...] = ()
 
+    @classmethod
+    def from_json(cls, rule: dict[str, Any]) -> CategoryRule:
+        """A rule as the settings API stores it (see `records.CategoryRuleRequest`)."""
+        return cls(
+            modalities=tuple(m.upper() for m in rule["modalities"]),
+            category=ImageCategory(rule["category"]),
+            code=rule.get("code"),
+            words=tuple(w.upper() for w in rule.get("words") or ()),
+            views=tuple(v.upper() for v in rule.get("views") or ()),
+            body_parts=tuple(b.upper() for b in rule.get("bodyParts") or ()),
+        )
+
     def matches(self, modality: str, dataset: Dataset) -> bool:
         if modality not in self.modalities:
             return False

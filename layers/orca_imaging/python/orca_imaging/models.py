@@ -417,6 +417,8 @@ class ClinicSettingsModel(Model):
     # Which DICOM objects link to a patient without a person: "exact" (chart number and
     # birth date agree; the default) or "never" (every one is verified by hand).
     dicom_auto_link = UnicodeAttribute(null=True, attr_name="dicomAutoLink")
+    # The clinic's own category rules, tried before the defaults (see `dicom.CATEGORY_RULES`).
+    dicom_category_rules = JSONAttribute(null=True, attr_name="dicomCategoryRules")
     updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
     updated_by = UnicodeAttribute(null=True, attr_name="updatedBy")
 

@@ -127,7 +127,9 @@ def _process_dicom(
         raise FileRejectedError("too_large", "the object is larger than the pipeline accepts")
     dataset = dicom.read_dicom(stored.body)
     summary = dicom.describe(dataset)
-    category, code = dicom.categorise(dataset)
+    clinic = repository.clinic_settings(image.clinic_id)
+    rules = tuple(dicom.CategoryRule.from_json(r) for r in clinic.dicom_category_rules or [])
+    category, code = dicom.categorise(dataset, rules + dicom.CATEGORY_RULES)
     uids, geometry = summary["uids"], summary["geometry"]
     volume_fields: dict[str, Any] = {}
     if category == ImageCategory.CBCT and (geometry.get("frames") or 1) > 1:
@@ -153,7 +155,9 @@ def _process_dicom(
         metrics.add_metric(name="DicomConflicts", unit="Count", value=1)
     patient = dicom.patient_of(dataset)
     captured = dicom.capture_time(dataset)
-    patient_id, match_candidates = _link_patient(image, patient, uids.get("study"))
+    patient_id, match_candidates = _link_patient(
+        image, patient, uids.get("study"), auto_link=clinic.dicom_auto_link or "exact"
+    )
     if category == ImageCategory.CBCT and not volume_fields and uids.get("series"):
         # One slice of a series: its volume is built once the series is complete.
         volume = cbct.note_slice(
@@ -207,7 +211,7 @@ def _process_dicom(
 
 
 def _link_patient(
-    image: ImageModel, patient: dicom.DicomPatient, study_uid: str | None
+    image: ImageModel, patient: dicom.DicomPatient, study_uid: str | None, *, auto_link: str
 ) -> tuple[str | None, list[dict[str, Any]] | None]:
     """The patient to link, or None and the scored candidates a person chooses from.
 
@@ -226,7 +230,6 @@ def _link_patient(
         for p in registry
         if patient.patient_id and p.chart_number == patient.patient_id and birth and p.birth_date == birth
     ]
-    auto_link = repository.clinic_settings(image.clinic_id).dicom_auto_link or "exact"
     if len(exact) == 1 and auto_link == "exact":
         return exact[0], None
     dicom_person = candidates.Person(

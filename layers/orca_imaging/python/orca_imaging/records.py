@@ -6,7 +6,7 @@ import base64
 import json
 from collections import defaultdict
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -243,6 +243,23 @@ def patient_radiation(principal: Principal, patient_id: str) -> dict[str, Any]:
     }
 
 
+class CategoryRuleRequest(BaseModel):
+    """One DICOM category rule (see the README's "DICOM categories")."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    modalities: list[Annotated[str, Field(pattern=r"^[A-Za-z]{2,4}$")]] = Field(min_length=1, max_length=10)
+    category: ImageCategory
+    code: str | None = Field(default=None, pattern=r"^[A-Z]{2,8}$")
+    words: list[Annotated[str, Field(min_length=2, max_length=32)]] = Field(
+        default_factory=list, max_length=20
+    )
+    views: list[Annotated[str, Field(max_length=16)]] = Field(default_factory=list, max_length=10)
+    body_parts: list[Annotated[str, Field(max_length=16)]] = Field(
+        default_factory=list, alias="bodyParts", max_length=10
+    )
+
+
 class ClinicSettingsRequest(BaseModel):
     """What a clinic admin sets for intake. A field left out goes back to the default."""
 
@@ -257,6 +274,9 @@ class ClinicSettingsRequest(BaseModel):
     )
     min_photo_edge_pixels: int | None = Field(default=None, alias="minPhotoEdgePixels", gt=0, le=10_000)
     dicom_auto_link: Literal["exact", "never"] | None = Field(default=None, alias="dicomAutoLink")
+    dicom_category_rules: list[CategoryRuleRequest] | None = Field(
+        default=None, alias="dicomCategoryRules", max_length=50
+    )
 
     @model_validator(mode="after")
     def _soft_below_hard(self) -> ClinicSettingsRequest:
@@ -279,6 +299,7 @@ def clinic_settings_view(principal: Principal) -> dict[str, Any]:
         "photoHardLimitBytes": limits.hard_limit_bytes,
         "minPhotoEdgePixels": limits.min_edge_pixels,
         "dicomAutoLink": current.dicom_auto_link or "exact",
+        "dicomCategoryRules": current.dicom_category_rules or [],
     }
 
 
@@ -295,6 +316,10 @@ def put_clinic_settings(
             photo_hard_limit_bytes=request.photo_hard_limit_bytes,
             min_photo_edge_pixels=request.min_photo_edge_pixels,
             dicom_auto_link=request.dicom_auto_link,
+            dicom_category_rules=[
+                rule.model_dump(by_alias=True, mode="json") for rule in request.dicom_category_rules or []
+            ]
+            or None,
             updated_by=principal.user_id,
         )
     )
