@@ -220,6 +220,15 @@ def batch_view(principal: Principal, batch_id: str) -> dict[str, Any]:
     """Counts, progress and each file's status with its reason, for the caller's clinic."""
     batch = repository.get_batch(principal.clinic_id, batch_id)
     images = repository.images_in_batch(principal.clinic_id, batch_id)
+    if batch.status != BatchStatus.PROCESSING:
+        # The batch index is eventually consistent (in DynamoDB as in moto): a file the
+        # finished counters include may still read as unfinished there. Read those again.
+        images = [
+            repository.get_image(image.clinic_id, image.image_id)
+            if image.status in (ImageStatus.PENDING_UPLOAD, ImageStatus.PROCESSING)
+            else image
+            for image in images
+        ]
     files = []
     for image in images:
         status = file_status(image)
