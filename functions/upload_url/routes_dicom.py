@@ -1,11 +1,12 @@
-"""DICOM: the patient-match queue, a person's verification, and a patient's radiation."""
+"""DICOM: the patient-match queue, a person's verification, and the devices allowed to push."""
 
 from typing import Annotated, Any
 
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
-from orca_imaging import review
+from orca_imaging import dicom_nodes, review
 from orca_imaging.api import correlation_id, current_principal, requires, responses
 from orca_imaging.auth import Permission
 from orca_imaging.resources import API_BASE
@@ -23,3 +24,23 @@ def pending(limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
 @requires(router, Permission.CAPTURE)
 def match(request: Annotated[review.MatchRequest, Body()]) -> dict[str, Any]:
     return review.match(current_principal(router), request, correlation_id=correlation_id())
+
+
+@router.get(f"{API_BASE}/dicom/nodes", responses=responses(200))
+@requires(router, Permission.ADMIN)
+def list_nodes() -> dict[str, Any]:
+    return dicom_nodes.listing(current_principal(router))
+
+
+@router.post(f"{API_BASE}/dicom/nodes", responses=responses(201, 409))
+@requires(router, Permission.ADMIN)
+def register_node(request: Annotated[dicom_nodes.NodeRequest, Body()]) -> Response[dict[str, Any]]:
+    body = dicom_nodes.register(current_principal(router), request, correlation_id=correlation_id())
+    return Response(status_code=201, body=body, content_type="application/json")
+
+
+@router.delete(f"{API_BASE}/dicom/nodes/<ae_title>", responses=responses(204, 404))
+@requires(router, Permission.ADMIN)
+def remove_node(ae_title: Annotated[str, Path(pattern=dicom_nodes.AE_TITLE)]) -> Response[None]:
+    dicom_nodes.remove(current_principal(router), ae_title, correlation_id=correlation_id())
+    return Response(status_code=204)

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from orca_imaging.auth import Role
+from orca_imaging.local.dicom import LocalDicomService
 from orca_imaging.local.stack import LocalStack, LocalStackConfig
 
 if TYPE_CHECKING:
@@ -23,7 +24,10 @@ PATIENTS = ("pat_1", "pat_2")
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     config = LocalStackConfig(
-        state_dir=tmp_path_factory.mktemp("state"), visibility_timeout_seconds=2, batch_poll_seconds=1
+        state_dir=tmp_path_factory.mktemp("state"),
+        visibility_timeout_seconds=2,
+        batch_poll_seconds=1,
+        services=[LocalDicomService()],
     )
     with LocalStack(config) as running:
         for clinic in CLINICS:  # the registry replica, written as the PMS sync would

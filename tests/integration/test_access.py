@@ -33,6 +33,9 @@ REQUIRED = {
     ("POST", "/3d/import"): "imaging:capture",
     ("GET", "/dicom/pending"): "imaging:capture",
     ("POST", "/dicom/match"): "imaging:capture",
+    ("GET", "/dicom/nodes"): "imaging:admin",
+    ("POST", "/dicom/nodes"): "imaging:admin",
+    ("DELETE", "/dicom/nodes/{ae_title}"): "imaging:admin",
     ("GET", "/images/{image_id}"): "imaging:view",
     ("DELETE", "/images/{image_id}"): "imaging:delete",
     ("GET", "/patients/{patient_id}/images"): "imaging:view",
@@ -51,6 +54,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/upload/{image_id}/complete"): {"parts": [{"partNumber": 1, "etag": "x"}]},
     ("PUT", "/patients/{patient_id}"): {"chartNumber": "x"},
     ("POST", "/dicom/match"): {"patientId": "pat_1", "studyUid": "1.2.3"},
+    ("POST", "/dicom/nodes"): {"aeTitle": "ACCESS-TEST"},
     ("PUT", "/settings"): {},
 }
 
@@ -65,7 +69,7 @@ def owned(stack: LocalStack) -> dict[str, str]:
     owner = ApiClient(stack, "clinic-a", Role.CLINICAL_STAFF)
     image = owner.upload(PHOTO)["imageId"]
     batch = owner.post("/upload/batch", {"files": [ONE_FILE], "patientId": "pat_1"}).json()["batchId"]
-    return {"image_id": image, "batch_id": batch, "patient_id": "pat_1"}
+    return {"image_id": image, "batch_id": batch, "patient_id": "pat_1", "ae_title": "ACCESS-NODE"}
 
 
 def call(client: ApiClient, method: str, path: str, ids: dict[str, str]) -> requests.Response:
@@ -104,7 +108,7 @@ def target(stack: LocalStack) -> dict[str, str]:
     batch = owner.post("/upload/batch", {"files": [ONE_FILE], "patientId": "pat_1"}).json()["batchId"]
     admin = ApiClient(stack, "clinic-a", Role.CLINIC_ADMIN)
     assert admin.put("/patients/pat_only_in_a", {}).status_code == 204
-    return {"image_id": image, "batch_id": batch, "patient_id": "pat_only_in_a"}
+    return {"image_id": image, "batch_id": batch, "patient_id": "pat_only_in_a", "ae_title": "ACCESS-NODE"}
 
 
 @pytest.mark.parametrize(("method", "path"), ID_ROUTES, ids=lambda v: str(v))

@@ -23,8 +23,15 @@ def _serve(args: argparse.Namespace) -> int:
     from orca_imaging.local.stack import LocalStack, LocalStackConfig
 
     started = time.monotonic()
+    from orca_imaging.local.dicom import LocalDicomService
+
     stack = LocalStack(
-        LocalStackConfig(state_dir=args.state_dir, api_port=args.port, moto_port=args.moto_port)
+        LocalStackConfig(
+            state_dir=args.state_dir,
+            api_port=args.port,
+            moto_port=args.moto_port,
+            services=[LocalDicomService(port=args.dicom_port)],
+        )
     ).start()
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -171,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the embedded local stack until Ctrl-C")
     serve.add_argument("--port", type=int, default=8080, help="API and web port on 127.0.0.1")
     serve.add_argument("--moto-port", type=int, default=5000, help="AWS endpoint port on 127.0.0.1")
+    serve.add_argument("--dicom-port", type=int, default=11112, help="DICOM service port on 127.0.0.1")
     serve.set_defaults(run=_serve)
 
     token = commands.add_parser("token", help="mint a bearer token from the local issuer")

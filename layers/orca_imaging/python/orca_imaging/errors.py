@@ -100,3 +100,11 @@ class InvalidObjectKeyError(OrcaError):
 
     status = 400
     code = "invalid_object_key"
+
+
+class SpoolFullError(OrcaError):
+    """The DICOM service's spool cannot keep an object (over its limit, or the disk is
+    full). The sender is answered 0xA700, Refused: Out of Resources."""
+
+    status = 507
+    code = "spool_full"

@@ -423,6 +423,21 @@ class ClinicSettingsModel(Model):
     updated_by = UnicodeAttribute(null=True, attr_name="updatedBy")
 
 
+class DicomNodeModel(Model):
+    """A device allowed to push DICOM: its calling AE title (unique in the deployment), the
+    clinic its objects belong to, and optionally the network it must call from."""
+
+    class Meta:
+        table_name = "unbound-dicom-nodes"
+
+    ae_title = UnicodeAttribute(hash_key=True, attr_name="aeTitle")
+    clinic_id = UnicodeAttribute(attr_name="clinicId")
+    cidr = UnicodeAttribute(null=True)
+    description = UnicodeAttribute(null=True)
+    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
+    created_by = UnicodeAttribute(null=True, attr_name="createdBy")
+
+
 # Every table the system has, by the settings field that names it.
 TABLE_MODELS: dict[str, type[Model]] = {
     "images_table": ImageModel,
@@ -430,4 +445,5 @@ TABLE_MODELS: dict[str, type[Model]] = {
     "patients_table": PatientModel,
     "batches_table": BatchModel,
     "clinics_table": ClinicSettingsModel,
+    "dicom_nodes_table": DicomNodeModel,
 }

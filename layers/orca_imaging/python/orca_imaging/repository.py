@@ -7,11 +7,13 @@ errors become `orca_imaging.errors` with `raise ... from e`.
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import (
+    DeleteError,
     DoesNotExist,
     PutError,
     PynamoDBConnectionError,
@@ -27,11 +29,13 @@ from orca_imaging.models import (
     AuditEventModel,
     BatchModel,
     ClinicSettingsModel,
+    DicomNodeModel,
     ImageModel,
     PatientModel,
     scoped,
     utcnow,
 )
+from orca_imaging.nodes import DicomNode
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -388,6 +392,58 @@ def patient_by_chart(clinic_id: str, chart_number: str) -> str | None:
     with dynamodb("query chart index"):
         found = [p.patient_id for p in PatientModel.by_chart.query(scoped(clinic_id, chart_number), limit=2)]
     return found[0] if len(found) == 1 else None
+
+
+# ---------------------------------------------------------------- DICOM nodes
+_NODES_TTL_SECONDS = 10.0
+_nodes_cache: tuple[float, dict[str, DicomNode]] | None = None
+
+
+def dicom_nodes() -> dict[str, DicomNode]:
+    """Every registered node by calling AE title, read at most every few seconds: the DICOM
+    service asks at each association, and a change counts within the TTL."""
+    global _nodes_cache
+    now = time.monotonic()
+    if _nodes_cache is None or now - _nodes_cache[0] > _NODES_TTL_SECONDS:
+        with dynamodb("scan DICOM nodes"):
+            nodes = {n.ae_title: DicomNode(n.ae_title, n.clinic_id, n.cidr) for n in DicomNodeModel.scan()}
+        _nodes_cache = (now, nodes)
+    return _nodes_cache[1]
+
+
+def forget_dicom_nodes() -> None:
+    global _nodes_cache
+    _nodes_cache = None
+
+
+def clinic_dicom_nodes(clinic_id: str) -> list[DicomNodeModel]:
+    with dynamodb("scan DICOM nodes"):
+        return [n for n in DicomNodeModel.scan(DicomNodeModel.clinic_id == clinic_id)]
+
+
+def put_dicom_node(node: DicomNodeModel) -> None:
+    """Register a node; a title another clinic (or this one) already has is a conflict."""
+    try:
+        with dynamodb("put DICOM node"):
+            node.save(condition=DicomNodeModel.ae_title.does_not_exist())
+    except PutError as e:
+        if is_condition_failure(e):
+            raise ConflictError("this AE title is already registered") from e
+        raise DependencyError("DynamoDB put DICOM node failed") from e
+    forget_dicom_nodes()
+
+
+def delete_dicom_node(clinic_id: str, ae_title: str) -> None:
+    try:
+        with dynamodb("delete DICOM node"):
+            DicomNodeModel(ae_title=ae_title, clinic_id=clinic_id).delete(
+                condition=DicomNodeModel.clinic_id == clinic_id
+            )
+    except DeleteError as e:
+        if is_condition_failure(e):
+            raise NotFoundError("DICOM node not found", subject=("dicom_node", ae_title)) from e
+        raise DependencyError("DynamoDB delete DICOM node failed") from e
+    forget_dicom_nodes()
 
 
 # ---------------------------------------------------------------- clinic settings

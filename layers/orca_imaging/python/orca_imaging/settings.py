@@ -8,6 +8,7 @@ Limits and tunables do have defaults, documented in the README's configuration t
 from __future__ import annotations
 
 from functools import cache
+from pathlib import Path
 from typing import TypeVar
 
 from pydantic import Field, ValidationError
@@ -31,6 +32,7 @@ class TableSettings(AwsSettings):
     patients_table: str
     batches_table: str
     clinics_table: str
+    dicom_nodes_table: str
 
 
 class StorageSettings(TableSettings):
@@ -66,6 +68,20 @@ class ConsumerSettings(StorageSettings):
     retake_threshold: float = Field(default=40.0, ge=0, le=100)
     # A CBCT series with no new slice for this long is complete (Orthanc's StableAge is 60).
     series_stable_seconds: int = Field(default=90, gt=0)
+
+
+class ScpSettings(StorageSettings):
+    """The DICOM service (Fargate)."""
+
+    ae_title: str = Field(default="ORCA", min_length=1, max_length=16)
+    dicom_port: int = Field(default=11112, gt=0, lt=65536)
+    health_port: int = Field(default=8080, gt=0, lt=65536)
+    # On EFS in AWS, so a replaced task finds and drains what the last one acknowledged.
+    spool_dir: Path = Path("/spool")
+    spool_max_bytes: int = Field(default=20 * 1024**3, gt=0)
+    max_associations: int = Field(default=16, gt=0)
+    max_pdu_bytes: int = Field(default=128 * 1024, ge=4096)
+    stop_timeout_seconds: int = Field(default=100, gt=0)  # within ECS's stopTimeout (120 s)
 
 
 SettingsT = TypeVar("SettingsT", bound=AwsSettings)

@@ -1,0 +1,208 @@
+"""The DICOM service: Verification and Storage SCP for the clinics' X-ray devices.
+
+A C-STORE gets Success only once the object, exactly as received (no decoding, no
+transcoding), is fsynced to the spool. Any failure before that maps to the DIMSE status
+PS3.4 gives for it: a full spool is 0xA700 (Refused: Out of Resources), an object that
+cannot be read as a dataset 0xC000 (Error: Cannot Understand), anything else 0xC001. The
+drainer (`drainer.py`) moves spooled objects to S3; the sender never waits for S3.
+
+Who may send: the calling AE title must be a registered node (see `DicomNodes`); a node
+with a CIDR must also call from inside it; the called AE title must be ours. Anything else
+is refused at association. Logs carry AE titles, addresses and ids, never patient data.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
+
+from orca_imaging.errors import SpoolFullError
+from orca_imaging.ids import new_image_id
+from orca_imaging.nodes import DicomNode
+from orca_imaging.observability import logger, metrics
+from orca_imaging.spool import Arrival
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pynetdicom.events import Event
+    from pynetdicom.transport import ThreadedAssociationServer
+
+    from orca_imaging.spool import Spool
+
+# The health check's own calling AE title: admitted from loopback only, and for C-ECHO only.
+HEALTH_AE = "ORCA-HEALTH"
+
+# PS3.4 Annex B.2.3 / C.4.2.1.4 statuses.
+SUCCESS = 0x0000
+OUT_OF_RESOURCES = 0xA700
+CANNOT_UNDERSTAND = 0xC000
+PROCESSING_FAILURE = 0xC001
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    ae_title: str
+    host: str
+    port: int
+    max_associations: int = 16
+    max_pdu_bytes: int = 128 * 1024  # pynetdicom's 16 KB default halves throughput on large images
+
+
+class DicomService:
+    """One pynetdicom AE serving Verification and every storage SOP class."""
+
+    def __init__(
+        self, config: ServiceConfig, spool: Spool, nodes: Callable[[], dict[str, DicomNode]]
+    ) -> None:
+        self.config = config
+        self.spool = spool
+        self._nodes = nodes
+        self._server: ThreadedAssociationServer | None = None
+        self._refused: set[int] = set()  # associations admitted by AE title but not by address
+        self._lock = threading.Lock()
+        ae = _NodeCheckingAE(ae_title=config.ae_title, nodes=nodes)
+        ae.maximum_associations = config.max_associations
+        ae.maximum_pdu_size = config.max_pdu_bytes
+        ae.require_called_aet = True
+        ae.add_supported_context(Verification)
+        for context in AllStoragePresentationContexts:
+            # Every transfer syntax pydicom knows, so each object is kept as it was encoded.
+            if context.abstract_syntax:
+                ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        self.ae = ae
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        handlers: list[Any] = [
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_REQUESTED, self._on_requested),
+            (evt.EVT_ESTABLISHED, self._on_established),
+        ]
+        self._server = self.ae.start_server(
+            (self.config.host, self.config.port), block=False, evt_handlers=handlers
+        )
+        logger.info("DICOM service listening", extra={"ae_title": self.config.ae_title, "port": self.port})
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop accepting, let in-flight associations finish (up to `timeout`), then close."""
+        if self._server is None:
+            return
+        if self._server.socket is not None:
+            self._server.socket.close()
+        deadline = datetime.now(UTC).timestamp() + timeout
+        while self.ae.active_associations and datetime.now(UTC).timestamp() < deadline:
+            threading.Event().wait(0.1)
+        self._server.shutdown()
+        self._server = None
+
+    def echo_self(self) -> bool:
+        """C-ECHO from inside the task to the service: the health check."""
+        if self._server is None:
+            return False
+        scu = AE(ae_title=HEALTH_AE)
+        scu.add_requested_context(Verification)
+        assoc = scu.associate("127.0.0.1", self.port, ae_title=self.config.ae_title)
+        if not assoc.is_established:
+            return False
+        try:
+            status = assoc.send_c_echo()
+            return bool(status) and status.Status == SUCCESS
+        finally:
+            assoc.release()
+
+    # ------------------------------------------------------------ handlers
+    def _node_of(self, event: Event) -> DicomNode | None:
+        calling = event.assoc.requestor.ae_title.strip()
+        if calling == HEALTH_AE:
+            return DicomNode(HEALTH_AE, clinic_id="", cidr="127.0.0.1/32")
+        return self._nodes().get(calling)
+
+    def _on_requested(self, event: Event) -> None:
+        node, address = self._node_of(event), event.assoc.requestor.address
+        if node is not None and not node.admits(address):
+            with self._lock:
+                self._refused.add(id(event.assoc))
+
+    def _on_established(self, event: Event) -> None:
+        with self._lock:
+            refused = id(event.assoc) in self._refused
+            self._refused.discard(id(event.assoc))
+        if refused:  # a known AE title from outside its network: dropped at once
+            metrics.add_metric(name="DicomAssociationsRefused", unit="Count", value=1)
+            logger.warning(
+                "association refused: address outside the node's network",
+                extra={"calling_ae": event.assoc.requestor.ae_title.strip()},
+            )
+            event.assoc.abort()
+
+    def _on_echo(self, event: Event) -> int:
+        return SUCCESS
+
+    def _on_store(self, event: Event) -> int:
+        node = self._node_of(event)
+        if node is None or node.ae_title == HEALTH_AE:  # removed since the association began
+            return PROCESSING_FAILURE
+        try:
+            sop_instance = str(event.request.AffectedSOPInstanceUID)  # type: ignore[union-attr]
+            encoded = event.encoded_dataset()  # file meta + the dataset exactly as received
+        except Exception:  # a dataset the peer encoded wrongly
+            metrics.add_metric(name="DicomStoresFailed", unit="Count", value=1)
+            return CANNOT_UNDERSTAND
+        arrival = Arrival(
+            clinic_id=node.clinic_id,
+            image_id=new_image_id(),
+            calling_ae=node.ae_title,
+            source_address=event.assoc.requestor.address,
+            received_at=datetime.now(UTC).isoformat(),
+            sop_instance_uid=sop_instance,
+        )
+        try:
+            self.spool.put(encoded, arrival)
+        except SpoolFullError:
+            metrics.add_metric(name="DicomStoresRefused", unit="Count", value=1)
+            logger.error("C-STORE refused: spool full", extra={"image_id": arrival.image_id})
+            return OUT_OF_RESOURCES
+        except Exception:
+            metrics.add_metric(name="DicomStoresFailed", unit="Count", value=1)
+            logger.exception("C-STORE failed", extra={"image_id": arrival.image_id})
+            return PROCESSING_FAILURE
+        metrics.add_metric(name="DicomObjectsReceived", unit="Count", value=1)
+        logger.info(
+            "object spooled",
+            extra={
+                "image_id": arrival.image_id,
+                "clinic_id": arrival.clinic_id,
+                "calling_ae": arrival.calling_ae,
+            },
+        )
+        return SUCCESS
+
+
+class _NodeCheckingAE(AE):
+    """An AE whose allowed calling AE titles are the registered nodes, read at each
+    association, so a node added or removed counts at once."""
+
+    def __init__(self, *, ae_title: str, nodes: Callable[[], dict[str, DicomNode]]) -> None:
+        super().__init__(ae_title=ae_title)
+        self._registered = nodes
+
+    @property
+    def require_calling_aet(self) -> list[str]:
+        # pynetdicom refuses (0x01, 0x01, 0x03: calling AE title not recognised) a title not
+        # in this list; the health AE keeps it non-empty, so the check is on with no nodes.
+        return sorted({*self._registered(), HEALTH_AE})
+
+    @require_calling_aet.setter
+    def require_calling_aet(self, value: Any) -> None:  # pynetdicom sets it in __init__
+        pass

@@ -1,0 +1,107 @@
+"""Moves spooled DICOM objects to S3, and removes each from the spool only once S3 has it.
+
+Each object goes to its image's original key (`clinic/{clinicId}/original/{imageId}`, ids
+only) with who sent it and when as object metadata; the intake consumer registers and
+ingests it like any other original. The write is conditional (`If-None-Match: *`): an
+original is never replaced, and a retry after an unanswered success finds the object there
+and counts it as done. When S3 fails, the drainer backs off (doubling, capped) and tries
+again until S3 has the object: the spool fills, nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from orca_imaging.keys import original_key
+from orca_imaging.observability import logger, metrics
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+    from orca_imaging.spool import Spool, Spooled
+
+SOURCE = "dicom_scp"
+
+
+class Drainer:
+    def __init__(
+        self,
+        spool: Spool,
+        s3: S3Client,
+        *,
+        bucket: str,
+        kms_key_id: str | None,
+        idle_seconds: float = 0.5,
+        max_backoff_seconds: float = 60.0,
+    ) -> None:
+        self.spool = spool
+        self.s3 = s3
+        self.bucket = bucket
+        self.kms_key_id = kms_key_id
+        self.idle_seconds = idle_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dicom-drainer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def drain_once(self) -> int:
+        """Send everything waiting; returns how many objects left the spool."""
+        sent = 0
+        for spooled in self.spool.waiting():
+            if self._stop.is_set():
+                break
+            self._upload(spooled)
+            self.spool.remove(spooled)
+            sent += 1
+        return sent
+
+    def _run(self) -> None:
+        backoff = self.idle_seconds
+        while not self._stop.is_set():
+            try:
+                self.drain_once()
+                backoff = self.idle_seconds
+            except (BotoCoreError, ClientError):
+                metrics.add_metric(name="DicomDrainFailures", unit="Count", value=1)
+                logger.warning("S3 refused a spooled object; retrying", extra={"backoff_seconds": backoff})
+                backoff = min(self.max_backoff_seconds, backoff * 2)
+            except Exception:  # never let the drainer die: the spool is only safe if it runs
+                logger.exception("drainer error; retrying")
+                backoff = min(self.max_backoff_seconds, backoff * 2)
+            self._stop.wait(backoff)
+
+    def _upload(self, spooled: Spooled) -> None:
+        arrival = spooled.arrival
+        extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id} if self.kms_key_id else {}
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=original_key(arrival.clinic_id, arrival.image_id),
+                Body=spooled.path.read_bytes(),
+                ContentType="application/dicom",
+                IfNoneMatch="*",
+                Metadata={
+                    "source": SOURCE,
+                    "calling-ae": arrival.calling_ae,
+                    "source-address": arrival.source_address,
+                    "received-at": arrival.received_at,
+                },
+                **extra,  # type: ignore[arg-type]
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "PreconditionFailed":
+                raise
+            # Already there: an earlier attempt succeeded but its answer was lost.
+        metrics.add_metric(name="DicomObjectsDrained", unit="Count", value=1)
+        logger.info(
+            "spooled object in S3", extra={"image_id": arrival.image_id, "clinic_id": arrival.clinic_id}
+        )

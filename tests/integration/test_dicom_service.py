@@ -1,0 +1,144 @@
+"""The DICOM service on the local stack, with dcmtk as the device: echo, every corpus
+object pushed and ingested, refusals at association."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from pydicom import dcmread
+
+from orca_imaging import repository
+from orca_imaging.auth import Role
+from tests.conftest import corpus_files, require_tool
+from tests.integration.conftest import ApiClient
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from orca_imaging.local.stack import LocalStack
+
+# dcmtk's tools by full path: pynetdicom installs its own `storescu` into the venv.
+ECHOSCU, STORESCU = "/usr/bin/echoscu", "/usr/bin/storescu"
+# Every corpus object dcmtk can send as a file (it needs file meta to know what it sends).
+SENDABLE = [p for p in corpus_files("dicom") if p.read_bytes()[128:132] == b"DICM"]
+
+
+@pytest.fixture(autouse=True)
+def _dcmtk() -> None:
+    require_tool(STORESCU)
+    require_tool(ECHOSCU)
+
+
+def service_port(stack: LocalStack) -> int:
+    (url,) = [u for name, u in stack.urls() if name == "DICOM service"]
+    return int(url.rsplit(":", 1)[1])
+
+
+def new_clinic_with_node(stack: LocalStack, **node: Any) -> tuple[ApiClient, str]:
+    clinic = f"clinic-{uuid.uuid4().hex[:10]}"
+    ae_title = f"DEV{uuid.uuid4().hex[:8].upper()}"
+    admin = ApiClient(stack, clinic, Role.CLINIC_ADMIN)
+    response = admin.post("/dicom/nodes", {"aeTitle": ae_title, **node})
+    assert response.status_code == 201, response.text
+    repository.forget_dicom_nodes()  # the service reads nodes through a short cache
+    return admin, ae_title
+
+
+def run(
+    tool: str,
+    stack: LocalStack,
+    calling: str,
+    *files: Path,
+    called: str = "ORCA",
+    options: list[str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    address = ["127.0.0.1", str(service_port(stack))]
+    command = [tool, *(options or []), "-aet", calling, "-aec", called, *address, *map(str, files)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def sop_instance(data: bytes) -> str:
+    return str(dcmread(io.BytesIO(data), force=True, stop_before_pixels=True).SOPInstanceUID)
+
+
+def stored_objects(stack: LocalStack, clinic: str) -> list[bytes]:
+    """Every original the clinic has in S3."""
+    s3 = stack.client("s3")
+    assert stack.resources is not None
+    bucket = stack.resources.values["originals_bucket"]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"clinic/{clinic}/original/").get("Contents", [])
+    return [s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listed]
+
+
+def test_a_registered_device_echoes(stack: LocalStack) -> None:
+    _, ae_title = new_clinic_with_node(stack)
+    done = run(ECHOSCU, stack, ae_title)
+    assert done.returncode == 0, done.stderr
+
+
+# storescu's option proposing each transfer syntax, so every file goes as it is encoded.
+PROPOSE = {
+    "1.2.840.10008.1.2": "-xi",
+    "1.2.840.10008.1.2.1": "-xe",
+    "1.2.840.10008.1.2.2": "-xb",
+    "1.2.840.10008.1.2.1.99": "-xd",
+    "1.2.840.10008.1.2.4.50": "-xy",
+    "1.2.840.10008.1.2.4.51": "-xx",
+    "1.2.840.10008.1.2.4.70": "-xs",
+    "1.2.840.10008.1.2.4.80": "-xt",
+    "1.2.840.10008.1.2.4.81": "-xu",
+    "1.2.840.10008.1.2.4.90": "-xv",
+    "1.2.840.10008.1.2.4.91": "-xw",
+    "1.2.840.10008.1.2.5": "-xr",
+}
+
+
+def test_every_corpus_object_is_acknowledged_stored_unchanged_and_ingested(stack: LocalStack) -> None:
+    admin, ae_title = new_clinic_with_node(stack)
+    by_syntax: dict[str, list[Path]] = {}
+    for path in SENDABLE:
+        syntax = str(dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+        by_syntax.setdefault(syntax, []).append(path)
+    assert set(by_syntax) <= set(PROPOSE), set(by_syntax) - set(PROPOSE)
+    for syntax, files in by_syntax.items():  # one association per transfer syntax, as devices send
+        done = run(STORESCU, stack, ae_title, *files, options=[PROPOSE[syntax]])
+        assert done.returncode == 0, done.stderr
+
+    def all_in() -> list[bytes] | None:
+        found = stored_objects(stack, admin.clinic)
+        return found if len(found) == len(SENDABLE) else None
+
+    # Every object arrived (several corpus files share a SOP Instance UID, so as a multiset).
+    # dcmtk re-encodes as it sends (group lengths, explicit sequence lengths, padding), so
+    # the file's bytes are not what arrives; the service keeps what arrived, verbatim.
+    arrived = sorted(sop_instance(data) for data in stack.wait_until(all_in, timeout=60))
+    assert arrived == sorted(sop_instance(p.read_bytes()) for p in SENDABLE)
+
+    def ingested() -> list[dict[str, Any]] | None:
+        pending = admin.get("/dicom/pending", limit=200).json()["items"]
+        return pending if len(pending) == len(SENDABLE) else None
+
+    # No patient was named and none matches: each waits for a person, described and previewed.
+    pending = stack.wait_until(ingested, timeout=120, interval=1)
+    records = [admin.get(f"/images/{item['imageId']}").json() for item in pending]
+    assert {r["source"] for r in records} == {"dicom_scp"}
+    assert {r["fileType"] for r in records} == {"XRAY"}
+
+
+def test_an_unknown_device_or_a_wrong_called_title_is_refused_at_association(stack: LocalStack) -> None:
+    _, ae_title = new_clinic_with_node(stack)
+    unknown = run(ECHOSCU, stack, "NOT-REGISTERED")
+    assert unknown.returncode != 0 and "Rejected" in unknown.stderr + unknown.stdout
+    wrong_called = run(ECHOSCU, stack, ae_title, called="SOMEONE-ELSE")
+    assert wrong_called.returncode != 0
+
+
+def test_a_device_outside_its_network_is_refused(stack: LocalStack) -> None:
+    admin, ae_title = new_clinic_with_node(stack, cidr="10.99.0.0/16")
+    done = run(STORESCU, stack, ae_title, SENDABLE[0])
+    assert done.returncode != 0
+    assert stored_objects(stack, admin.clinic) == []
