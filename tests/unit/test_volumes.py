@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from orca_imaging import volumes
@@ -70,3 +71,17 @@ def test_an_enhanced_ct_is_a_whole_volume_in_one_object() -> None:
     picture = np.asarray(Image.open(io.BytesIO(coronal.data)).convert("L"), dtype=float)
     # Stored in reverse, shown in spatial order: the dense arch adds to the bottom rows.
     assert (picture[-6:] > 240).sum() > (picture[:6] > 240).sum()
+
+
+def test_a_200_slice_series_sent_shuffled_is_built_in_order() -> None:
+    files = cbct_series(slices=200, size=32)
+    placed = {str(n): volumes.placement(read_dicom(data)) for n, data in enumerate(files)}
+    ordered = order(placed)
+    assert len(ordered.keys) == 200 and (ordered.gaps, ordered.duplicates) == (0, 0)
+    assert ordered.spacing_mm == pytest.approx(0.2)
+    builder = PlaneBuilder()
+    for index, key in enumerate(ordered.keys):
+        values, _ = volumes.slice_values(files[int(key)])
+        builder.add(values)
+        builder.keep_if_middle(values, index, len(ordered.keys))
+    assert np.array_equal(np.stack(builder.columns), phantom(32, 200)[:, :, 16])

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from orca_imaging.auth import Principal
 
 # PS3.5 AE title: up to 16 characters of the default repertoire, no backslash or controls.
-AE_TITLE = r"^[A-Za-z0-9 _.\-]{1,16}$"
+AE_TITLE = r"^[A-Za-z0-9_.\-][A-Za-z0-9 _.\-]{0,15}$"
 
 
 class NodeRequest(BaseModel):
