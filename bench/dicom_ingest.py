@@ -149,11 +149,10 @@ if method == "ours":
     # volume then built by reading the slices back one at a time, in spatial order.
     placed = {str(index): ingest(index, data) for index, data in cbct_slices(slices, size)}
     ordered = volumes.order(placed)
-    builder = volumes.PlaneBuilder()
+    builder = volumes.PlaneBuilder(len(ordered.keys))
     for position, key in enumerate(ordered.keys):
         values, _ = volumes.slice_values((storage / key).read_bytes())
-        builder.add(values)
-        builder.keep_if_middle(values, position, len(ordered.keys))
+        builder.add(position, values)
     builder.pictures(None)
 else:
     # Straightforward: every slice decoded and kept, the volume stacked, the planes cut.

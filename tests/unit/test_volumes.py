@@ -41,14 +41,13 @@ def test_planes_from_shuffled_slices_match_the_phantom_reformatted() -> None:
     files = cbct_series(slices=count, size=size)
     placed = {str(n): volumes.placement(read_dicom(data)) for n, data in enumerate(files)}
     ordered = order(placed)
-    builder = PlaneBuilder()
+    builder = PlaneBuilder(len(ordered.keys))
     for index, key in enumerate(ordered.keys):
         values, _ = volumes.slice_values(files[int(key)])
-        builder.add(values)
-        builder.keep_if_middle(values, index, len(ordered.keys))
+        builder.add(index, values)
     truth = phantom(size, count)
-    assert np.array_equal(np.stack(builder.rows), truth[:, size // 2, :])
-    assert np.array_equal(np.stack(builder.projections), truth.max(axis=1))
+    assert np.array_equal(builder.plane(0), truth[:, size // 2, :])
+    assert np.array_equal(builder.plane(2), truth.max(axis=1))
     pictures = builder.pictures(volumes.window_of(read_dicom(files[0])))  # the slices' bone window
     assert pictures["coronal"].size == (size, count) and pictures["axial"].size == (size, size)
     # Head up: the teeth (in the first third of the slices) are at the bottom of the MIP.
@@ -58,10 +57,9 @@ def test_planes_from_shuffled_slices_match_the_phantom_reformatted() -> None:
 
 def test_an_enhanced_ct_is_a_whole_volume_in_one_object() -> None:
     from orca_imaging.cbct import build_enhanced
-    from orca_imaging.models import ImageModel
 
     data = enhanced_ct(frames=24, size=32)
-    fields, variants = build_enhanced(ImageModel(clinic_id="c", image_id="i"), data, read_dicom(data))
+    fields, variants = build_enhanced(data, read_dicom(data))
     volume = fields["volume"]
     assert volume["dimensions"] == {"columns": 32, "rows": 32, "slices": 24}
     assert (volume["gaps"], volume["duplicates"], volume["spacingMm"]["slice"]) == (0, 0, 0.2)
@@ -79,9 +77,8 @@ def test_a_200_slice_series_sent_shuffled_is_built_in_order() -> None:
     ordered = order(placed)
     assert len(ordered.keys) == 200 and (ordered.gaps, ordered.duplicates) == (0, 0)
     assert ordered.spacing_mm == pytest.approx(0.2)
-    builder = PlaneBuilder()
+    builder = PlaneBuilder(len(ordered.keys))
     for index, key in enumerate(ordered.keys):
         values, _ = volumes.slice_values(files[int(key)])
-        builder.add(values)
-        builder.keep_if_middle(values, index, len(ordered.keys))
-    assert np.array_equal(np.stack(builder.columns), phantom(32, 200)[:, :, 16])
+        builder.add(index, values)
+    assert np.array_equal(builder.plane(1), phantom(32, 200)[:, :, 16])

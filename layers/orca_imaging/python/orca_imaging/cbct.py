@@ -106,7 +106,7 @@ def is_complete_by_count(volume: ImageModel) -> bool:
 def build_series(volume: ImageModel, *, s3: S3Client, settings: ConsumerSettings, complete_by: str) -> None:
     """Read the slices in order, one at a time, and finish the volume record."""
     ordered = volumes.order(slices_of(volume))
-    builder = volumes.PlaneBuilder()
+    builder = volumes.PlaneBuilder(len(ordered.keys))
     first: Dataset | None = None
     window = None
     for index, image_id in enumerate(ordered.keys):
@@ -116,14 +116,13 @@ def build_series(volume: ImageModel, *, s3: S3Client, settings: ConsumerSettings
         values, dataset = volumes.slice_values(_read(s3, settings, slice_image))
         if first is None:
             first, window = dataset, volumes.window_of(dataset)
-        builder.add(values)
-        builder.keep_if_middle(values, index, len(ordered.keys))
+        builder.add(index, values)
     if first is None:
         raise FileRejectedError("invalid_dicom", "none of the series' slices could be read")
     _finish(volume, builder, ordered, first, window, s3=s3, settings=settings, complete_by=complete_by)
 
 
-def build_enhanced(image: ImageModel, data: bytes, dataset: Dataset) -> tuple[dict[str, Any], list[Any]]:
+def build_enhanced(data: bytes, dataset: Dataset) -> tuple[dict[str, Any], list[Any]]:
     """An enhanced multi-frame CT: the object is the volume. Returns its record fields and
     the plane variants."""
     frames = {
@@ -131,23 +130,10 @@ def build_enhanced(image: ImageModel, data: bytes, dataset: Dataset) -> tuple[di
     }
     ordered = volumes.order(frames)
     rank = {int(key): n for n, key in enumerate(ordered.keys)}
-    builder = volumes.PlaneBuilder()
-    planes: dict[int, Any] = {}
+    builder = volumes.PlaneBuilder(len(ordered.keys))
     for index, values in volumes.enhanced_frames(data):
-        if index in rank:  # the frames come in stored order; the planes want spatial order
-            planes[rank[index]] = (
-                values[values.shape[0] // 2, :],
-                values[:, values.shape[1] // 2],
-                values.max(axis=0),
-            )
-            builder.keep_if_middle(values, rank[index], len(ordered.keys))
-            builder.shape = values.shape
-    for n in sorted(planes):
-        row, column, projection = planes[n]
-        builder.rows.append(row)
-        builder.columns.append(column)
-        builder.projections.append(projection)
-        builder.count += 1
+        if index in rank:  # stored order is the object's; the planes want spatial order
+            builder.add(rank[index], values)
     pictures = builder.pictures(volumes.window_of(dataset))
     return (
         {"volume": volumes.summary(builder, ordered, dataset, complete_by="single_object")},

@@ -499,7 +499,7 @@ def _to_picture(pixels: np.ndarray, dataset: Dataset) -> Image.Image:
     # 32-bit or float pixels (e.g. dose grids): no table, the same steps on the values.
     values = _voi(apply_modality_lut(pixels, dataset), dataset)
     low, high = _window(values, dataset)
-    return _shrunk(Image.fromarray(_eight_bits(values, low, high, invert=invert), mode="L"))
+    return _shrunk(Image.fromarray(eight_bits(values, low, high, invert=invert), mode="L"))
 
 
 # The auto-window's percentiles come from every 4th pixel of every 4th row: ample for a
@@ -529,11 +529,16 @@ def _window(values: np.ndarray, dataset: Dataset) -> tuple[float, float]:
     sample, so a few hot pixels don't flatten the rest."""
     if _windowed(dataset):
         return float(values.min()), float(values.max())
-    low, high = np.percentile(values[::_SAMPLE_STEP, ::_SAMPLE_STEP], (0.5, 99.5))
+    return auto_window(values[::_SAMPLE_STEP, ::_SAMPLE_STEP])
+
+
+def auto_window(values: np.ndarray) -> tuple[float, float]:
+    """The 0.5-99.5 percentiles: the window when an object gives none."""
+    low, high = np.percentile(values, (0.5, 99.5))
     return float(low), float(high)
 
 
-def _eight_bits(values: np.ndarray, low: float, high: float, *, invert: bool) -> np.ndarray:
+def eight_bits(values: np.ndarray, low: float, high: float, *, invert: bool = False) -> np.ndarray:
     scaled: np.ndarray = np.clip((np.asarray(values, dtype=np.float32) - low) / ((high - low) or 1.0), 0, 1)
     if invert:
         scaled = 1.0 - scaled
@@ -584,9 +589,8 @@ def _windowed_by_table(pixels: np.ndarray, dataset: Dataset, *, stored_bits: int
     if _windowed(dataset):
         low, high = float(voi.min()), float(voi.max())
     else:
-        sample = modality[unsigned[::_SAMPLE_STEP, ::_SAMPLE_STEP]]
-        low, high = (float(v) for v in np.percentile(sample, (0.5, 99.5)))
-    table = _eight_bits(voi, low, high, invert=photometric == "MONOCHROME1")
+        low, high = auto_window(modality[unsigned[::_SAMPLE_STEP, ::_SAMPLE_STEP]])
+    table = eight_bits(voi, low, high, invert=photometric == "MONOCHROME1")
     return Image.fromarray(np.take(table, unsigned), mode="L")
 
 

@@ -134,7 +134,7 @@ def _process_dicom(
     volume_fields: dict[str, Any] = {}
     if category == ImageCategory.CBCT and (geometry.get("frames") or 1) > 1:
         # An enhanced (multi-frame) CT is a whole volume in one object.
-        volume_fields, variants = cbct.build_enhanced(image, stored.body, dataset)
+        volume_fields, variants = cbct.build_enhanced(stored.body, dataset)
         preview_unavailable = None
     else:
         preview = dicom.render_preview(stored.body, dataset)

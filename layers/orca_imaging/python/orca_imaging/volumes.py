@@ -25,6 +25,7 @@ from pydicom import dcmread
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.pixels.utils import iter_pixels
 
+from orca_imaging.dicom import auto_window, eight_bits
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.variants import Variant, small_variants
 
@@ -107,17 +108,22 @@ def order(slices: dict[str, SlicePlacement]) -> Order:
 
 
 class PlaneBuilder:
-    """Accumulates the three reformats and the MIP from slices given in spatial order."""
+    """Accumulates the three reformats and the MIP of `total` slices, each given with its
+    place in spatial order (in any order: an enhanced CT stores its frames as it likes).
+    Of each slice only its middle row and column and its column maxima are kept, plus the
+    whole middle slice."""
 
-    def __init__(self) -> None:
-        self.rows: list[np.ndarray] = []  # coronal: each slice's middle row
-        self.columns: list[np.ndarray] = []  # sagittal: each slice's middle column
-        self.projections: list[np.ndarray] = []  # MIP: each slice's maximum down its columns
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._planes: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.middle: np.ndarray | None = None
         self.shape: tuple[int, int] | None = None
-        self.count = 0
 
-    def add(self, values: np.ndarray) -> None:
+    @property
+    def count(self) -> int:
+        return len(self._planes)
+
+    def add(self, index: int, values: np.ndarray) -> None:
         if values.ndim != 2:
             raise FileRejectedError("invalid_dicom", "a CBCT slice is not a single grey frame")
         if self.shape is None:
@@ -125,37 +131,32 @@ class PlaneBuilder:
         elif values.shape != self.shape:
             raise FileRejectedError("invalid_dicom", "the series' slices differ in size")
         rows, columns = values.shape
-        self.rows.append(values[rows // 2, :].astype(np.float32))
-        self.columns.append(values[:, columns // 2].astype(np.float32))
-        self.projections.append(values.max(axis=0).astype(np.float32))
-        self.count += 1
-
-    def keep_if_middle(self, values: np.ndarray, index: int, total: int) -> None:
-        if index == total // 2:
+        self._planes[index] = (
+            values[rows // 2, :].astype(np.float32),  # coronal
+            values[:, columns // 2].astype(np.float32),  # sagittal
+            values.max(axis=0).astype(np.float32),  # MIP
+        )
+        if index == self.total // 2:
             self.middle = values.astype(np.float32)
+
+    def plane(self, which: int) -> np.ndarray:
+        """0 coronal, 1 sagittal, 2 MIP: one line per slice, first slice first."""
+        return np.stack([self._planes[i][which] for i in sorted(self._planes)])
 
     def pictures(self, window: tuple[float, float] | None) -> dict[str, Image.Image]:
         """8-bit pictures, head up: the axis of slices runs bottom (first) to top (last)."""
-        if self.middle is None or not self.count:
+        if self.middle is None or not self._planes:
             raise FileRejectedError("invalid_dicom", "the series has no slice to show")
         planes = {
             "axial": self.middle,
-            "coronal": np.flipud(np.stack(self.rows)),
-            "sagittal": np.flipud(np.stack(self.columns)),
-            "mip": np.flipud(np.stack(self.projections)),
+            "coronal": np.flipud(self.plane(0)),
+            "sagittal": np.flipud(self.plane(1)),
+            "mip": np.flipud(self.plane(2)),
         }
-        low, high = window or _auto_window(planes["axial"])
-        return {name: _grey(plane, low, high) for name, plane in planes.items()}
-
-
-def _auto_window(values: np.ndarray) -> tuple[float, float]:
-    low, high = np.percentile(values, (0.5, 99.5))
-    return float(low), float(high)
-
-
-def _grey(values: np.ndarray, low: float, high: float) -> Image.Image:
-    scaled = np.clip((values - low) / ((high - low) or 1.0), 0, 1)
-    return Image.fromarray((scaled * 255).round().astype(np.uint8), mode="L")
+        low, high = window or auto_window(planes["axial"])
+        return {
+            name: Image.fromarray(eight_bits(plane, low, high), mode="L") for name, plane in planes.items()
+        }
 
 
 def window_of(dataset: Dataset) -> tuple[float, float] | None:
