@@ -14,6 +14,7 @@ is refused at association. Logs carry AE titles, addresses and ids, never patien
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -100,9 +101,9 @@ class DicomService:
             return
         if self._server.socket is not None:
             self._server.socket.close()
-        deadline = datetime.now(UTC).timestamp() + timeout
-        while self.ae.active_associations and datetime.now(UTC).timestamp() < deadline:
-            threading.Event().wait(0.1)
+        deadline = time.monotonic() + timeout
+        while self.ae.active_associations and time.monotonic() < deadline:
+            time.sleep(0.1)
         self._server.shutdown()
         self._server = None
 
