@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_OUTDIR := cdk.out
+# Imports dominate a cold start and every test process: keep compiled bytecode, even where
+# the environment says not to write it.
+unexport PYTHONDONTWRITEBYTECODE
 # Debian packages the integration tests use as real peers (installed when root and missing).
 DEBIAN_TOOLS := dcmtk orthanc chromium
 # ...and the benchmarks' peers.
@@ -16,7 +19,7 @@ DEBIAN_BENCH_TOOLS := libvips42
 $(BIN)/.installed: requirements/dev.txt requirements/runtime.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/dev.txt
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements/dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from functions import started
 from orca_imaging import cbct, clients, repository
-from orca_imaging.observability import logger, metrics, tracer
+from orca_imaging.observability import logger, metrics
 from orca_imaging.settings import ConsumerSettings, load
 
 if TYPE_CHECKING:
@@ -18,10 +19,10 @@ if TYPE_CHECKING:
 
 SETTINGS = load(ConsumerSettings)
 repository.bind_tables(SETTINGS)
+started()
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return {"volumesBuilt": cbct.sweep(s3=clients.s3(), settings=SETTINGS)}

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
+from functions import started
 from orca_imaging import clients, intake, pipeline, repository
-from orca_imaging.observability import logger, metrics, tracer
+from orca_imaging.observability import logger, metrics
 from orca_imaging.settings import ConsumerSettings, load
 
 if TYPE_CHECKING:
@@ -21,9 +22,9 @@ if TYPE_CHECKING:
 SETTINGS = load(ConsumerSettings)
 repository.bind_tables(SETTINGS)
 processor = BatchProcessor(event_type=EventType.SQS)
+started()
 
 
-@tracer.capture_method
 def handle_record(record: SQSRecord) -> None:
     for created in intake.object_created_events(record.json_body):
         pipeline.process_original(
@@ -36,7 +37,6 @@ def handle_record(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return process_partial_response(

@@ -12,10 +12,11 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions import started
 from functions.upload_url import routes_dicom, routes_records, routes_uploads
 from orca_imaging import repository
 from orca_imaging.api import current_principal, install_error_handlers, openapi_document, responses
-from orca_imaging.observability import logger, metrics, tracer
+from orca_imaging.observability import logger, metrics
 from orca_imaging.resources import API_BASE
 from orca_imaging.settings import ApiSettings, load
 
@@ -34,8 +35,10 @@ def openapi() -> dict[str, Any]:
     return openapi_document(app, title="Orca Imaging API", version="1")
 
 
+started()
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -27,8 +27,8 @@ ENV = {
     "ORCA_PATIENTS_TABLE": "patients",
     "ORCA_BATCHES_TABLE": "batches",
     "ORCA_CLINICS_TABLE": "clinics",
+    "ORCA_DICOM_NODES_TABLE": "dicom-nodes",
     "ORCA_BATCH_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:1:stateMachine:b",
-    "POWERTOOLS_TRACE_DISABLED": "true",
 }
 GOOD_BODY = {"fileName": "a.jpg", "size": 10, "contentType": "image/jpeg", "patientId": "pat_1"}
 

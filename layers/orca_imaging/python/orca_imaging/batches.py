@@ -13,9 +13,10 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from orca_imaging import repository
+from orca_imaging.bodies import RequestBody, ResponseBody
 from orca_imaging.errors import ConflictError, DependencyError, RequestValidationError
 from orca_imaging.ids import new_id
 from orca_imaging.matching import match_name
@@ -38,10 +39,8 @@ class BatchKind(StrEnum):
     SCAN_IMPORT = "3d_import"
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(RequestBody):
     """Many files at once; the patient is per batch, per file, or (folder imports) neither."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     files: list[UploadFile] = Field(min_length=1, max_length=1000)
     patient_id: str | None = Field(default=None, alias="patientId", pattern=_ID)
@@ -56,9 +55,7 @@ class BatchRequest(BaseModel):
         return self
 
 
-class BatchTargets(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
-
+class BatchTargets(ResponseBody):
     batch_id: str = Field(alias="batchId")
     batch_number: str = Field(alias="batchNumber")
     status: str

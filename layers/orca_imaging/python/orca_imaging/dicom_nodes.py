@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from orca_imaging import repository
+from orca_imaging.bodies import RequestBody
 from orca_imaging.models import DicomNodeModel
 
 if TYPE_CHECKING:
@@ -17,9 +18,7 @@ if TYPE_CHECKING:
 AE_TITLE = r"^[A-Za-z0-9_.\-][A-Za-z0-9 _.\-]{0,15}$"
 
 
-class NodeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
+class NodeRequest(RequestBody):
     ae_title: str = Field(alias="aeTitle", pattern=AE_TITLE)
     cidr: str | None = Field(default=None, max_length=43, description="the network it must call from")
     description: str | None = Field(default=None, max_length=128)

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from orca_imaging import repository
 from orca_imaging.batches import expire_pending_upload
+from orca_imaging.bodies import RequestBody
 from orca_imaging.errors import ConflictError, DependencyError, RequestValidationError
 from orca_imaging.models import ImageModel, ImageStatus
 from orca_imaging.uploads import PartUrl, UploadSigner
@@ -25,19 +26,16 @@ if TYPE_CHECKING:
     from orca_imaging.settings import ApiSettings
 
 
-class ResignRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class ResignRequest(RequestBody):
     part_numbers: list[int] = Field(alias="partNumbers", min_length=1, max_length=10000)
 
 
-class CompletedPart(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class CompletedPart(RequestBody):
     part_number: int = Field(alias="partNumber", ge=1, le=10000)
     etag: str = Field(alias="etag", min_length=1, max_length=128)
 
 
-class CompleteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class CompleteRequest(RequestBody):
     parts: list[CompletedPart] = Field(min_length=1, max_length=10000)
 
 

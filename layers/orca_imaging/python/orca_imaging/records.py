@@ -8,10 +8,11 @@ from collections import defaultdict
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from orca_imaging import repository
 from orca_imaging.api import image_view
+from orca_imaging.bodies import RequestBody
 from orca_imaging.errors import RequestValidationError
 from orca_imaging.limits import IN_MEMORY_MAX_BYTES, PhotoLimits
 from orca_imaging.matching import compile_pattern
@@ -70,10 +71,8 @@ def image_with_urls(
     return view
 
 
-class ImageQuery(BaseModel):
+class ImageQuery(RequestBody):
     """Filters for a patient's images; `cursor` is the opaque value of `nextCursor`."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     file_type: FileType | None = Field(default=None, alias="fileType")
     category: ImageCategory | None = None
@@ -161,10 +160,8 @@ def soft_delete(principal: Principal, image_id: str, *, correlation_id: str | No
     )
 
 
-class PatientRecord(BaseModel):
+class PatientRecord(RequestBody):
     """The registry replica's view of a patient, as the practice-management system sends it."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     chart_number: str | None = Field(default=None, alias="chartNumber", max_length=64)
     family_name: str | None = Field(default=None, alias="familyName", max_length=128)
@@ -243,10 +240,8 @@ def patient_radiation(principal: Principal, patient_id: str) -> dict[str, Any]:
     }
 
 
-class CategoryRuleRequest(BaseModel):
+class CategoryRuleRequest(RequestBody):
     """One DICOM category rule (see the README's "DICOM categories")."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     modalities: list[Annotated[str, Field(pattern=r"^[A-Za-z]{2,4}$")]] = Field(min_length=1, max_length=10)
     category: ImageCategory
@@ -260,10 +255,8 @@ class CategoryRuleRequest(BaseModel):
     )
 
 
-class ClinicSettingsRequest(BaseModel):
+class ClinicSettingsRequest(RequestBody):
     """What a clinic admin sets for intake. A field left out goes back to the default."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     filename_pattern: str | None = Field(default=None, alias="filenamePattern", min_length=3, max_length=128)
     photo_soft_limit_bytes: int | None = Field(

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from orca_imaging import repository
+from orca_imaging.bodies import RequestBody
 from orca_imaging.errors import ConflictError
 from orca_imaging.models import FileType, ImageModel, ImageStatus, utcnow
 
@@ -43,10 +44,8 @@ def pending(principal: Principal, *, limit: int) -> dict[str, Any]:
     }
 
 
-class MatchRequest(BaseModel):
+class MatchRequest(RequestBody):
     """Images, or a whole study, and the patient they belong to."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     patient_id: str = Field(alias="patientId", pattern=_ID)
     image_ids: list[Annotated[str, Field(pattern=_ID)]] | None = Field(

@@ -13,9 +13,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from orca_imaging import repository
+from orca_imaging.bodies import RequestBody, ResponseBody
 from orca_imaging.errors import DependencyError, FileRejectedError, PayloadTooLargeError
 from orca_imaging.ids import new_image_id
 from orca_imaging.keys import original_key
@@ -33,10 +34,8 @@ _ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _MIME = r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$"
 
 
-class UploadFile(BaseModel):
+class UploadFile(RequestBody):
     """One file the client is about to upload."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     file_name: str = Field(alias="fileName", min_length=1, max_length=255)
     size: int = Field(gt=0, description="Exact size in bytes; S3 refuses any other")
@@ -54,27 +53,21 @@ class UploadRequest(UploadFile):
     protocol_session_id: str | None = Field(default=None, alias="protocolSessionId", pattern=_ID)
 
 
-class PartUrl(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
-
+class PartUrl(ResponseBody):
     part_number: int = Field(alias="partNumber")
     url: str
 
 
-class MultipartTarget(BaseModel):
+class MultipartTarget(ResponseBody):
     """A multipart upload: PUT each part to its URL, then call complete with the ETags."""
-
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     upload_id: str = Field(alias="uploadId")
     part_size: int = Field(alias="partSize")
     parts: list[PartUrl]
 
 
-class UploadTarget(BaseModel):
+class UploadTarget(ResponseBody):
     """Where one file goes: a presigned POST (`url` + `fields`) or a multipart upload."""
-
-    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
     image_id: str = Field(alias="imageId")
     file_name: str = Field(alias="fileName")

@@ -196,7 +196,6 @@ class LocalStack:
                 "ORCA_ENDPOINT_URL": self.moto_url,
                 # moto's state-machine interpreter calls AWS services on localhost:MOTO_PORT.
                 "MOTO_PORT": self.moto_url.rsplit(":", 1)[1],
-                "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_SERVICE_NAME": "orca-imaging",
             }
         )

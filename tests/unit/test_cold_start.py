@@ -1,0 +1,48 @@
+"""Each function imports with the cyclic collector paused and leaves it running, its
+start-up objects frozen out of later collections."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from orca_imaging.resources import SETTINGS_WITH_RESOURCES
+from tests.conftest import ROOT
+
+HANDLERS = [
+    "functions.upload_url.handler",
+    "functions.process_image.handler",
+    "functions.dicom_ingest.handler",
+]
+
+
+def placeholder_env() -> dict[str, str]:
+    env = {**os.environ, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
+    for settings in SETTINGS_WITH_RESOURCES:
+        for name, info in settings.model_fields.items():
+            if info.is_required() and name != "region":
+                env.setdefault(f"ORCA_{name.upper()}", "placeholder")
+    return env
+
+
+@pytest.mark.parametrize("module", HANDLERS)
+def test_handler_resumes_collection_once_started(module: str) -> None:
+    probe = (
+        "import gc, sys\n"
+        "import functions\n"
+        "paused = not gc.isenabled()\n"
+        f"import {module}\n"
+        "print(paused, gc.isenabled(), gc.get_freeze_count() > 10_000)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=placeholder_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["True", "True", "True"]
