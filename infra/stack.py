@@ -7,10 +7,13 @@ from typing import TYPE_CHECKING, Any
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 
 from infra.constructs.api import ImagingApi
-from infra.constructs.function import ImagingFunction, SharedLayer
+from infra.constructs.dicom_service import DicomService
+from infra.constructs.function import ROOT, ImagingFunction, SharedLayer
 from infra.constructs.nag import acknowledge, managed_policy_finding
 from infra.constructs.network import Network
 from infra.constructs.permissions import Permissions
@@ -37,6 +40,18 @@ class ImagingStack(Stack):
         tables = Tables(self, "Tables", key=key)
         network = Network(self, "Network", key=key, log_retention=retention)
         bus = events.EventBus(self, "Events", event_bus_name=f"{construct_id}-imaging")
+        # Where every alarm goes; operators subscribe their paging or e-mail to it.
+        self.alarms = sns.Topic(
+            self, "Alarms", display_name="Orca imaging alarms", master_key=key, enforce_ssl=True
+        )
+        # CloudWatch publishes alarms to the encrypted topic only if it may use the key.
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
+        )
         layer = SharedLayer(self, "Shared", layer_dir=layer_dir).layer
 
         resource_values: dict[str, str] = {
@@ -109,6 +124,18 @@ class ImagingStack(Stack):
             log_retention=retention,
             throttle_rate=int(self.node.try_get_context("throttleRate") or 50),
             throttle_burst=int(self.node.try_get_context("throttleBurst") or 100),
+        )
+        self.dicom = DicomService(
+            self,
+            "Dicom",
+            vpc=network.vpc,
+            key=key,
+            originals=storage.buckets["originals_bucket"],
+            nodes_table=tables.tables["dicom_nodes_table"],
+            resource_values=resource_values,
+            log_retention=retention,
+            alarm_topic=self.alarms,
+            root=ROOT,
         )
         notifications = self.node.try_find_child("BucketNotificationsHandler050a0587b7544547bf325f094a3db834")
         if notifications is not None:

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from orca_imaging import clients, repository
 from orca_imaging.dicom_service import DicomService, ServiceConfig
 from orca_imaging.drainer import Drainer
-from orca_imaging.observability import logger
+from orca_imaging.observability import logger, metrics
 from orca_imaging.settings import ScpSettings, load
 from orca_imaging.spool import Spool
 
@@ -43,12 +43,23 @@ def main() -> int:
     service.start()
     drainer.start()
     threading.Thread(target=health.serve_forever, name="health", daemon=True).start()
+    threading.Thread(target=publish_metrics, args=(spool, stopping), name="metrics", daemon=True).start()
     stopping.wait()
     logger.info("stopping: no new associations; finishing those in flight")
     service.stop(timeout=settings.stop_timeout_seconds)
     drainer.stop(timeout=5)
     health.shutdown()
+    metrics.flush_metrics()
     return 0
+
+
+def publish_metrics(spool: Spool, stopping: threading.Event, every_seconds: float = 60) -> None:
+    """Outside Lambda nothing flushes Powertools' metrics: once a minute, add the spool's
+    depth (the backlog alarm's metric) and write everything counted as one EMF line."""
+    while not stopping.wait(every_seconds):
+        metrics.add_metric(name="DicomSpoolDepth", unit="Count", value=spool.depth())
+        metrics.add_metric(name="DicomSpoolBytes", unit="Bytes", value=spool.used_bytes())
+        metrics.flush_metrics()
 
 
 def _health_handler(service: DicomService) -> type[BaseHTTPRequestHandler]:

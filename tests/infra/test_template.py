@@ -135,11 +135,13 @@ def _statements(synth: Synth) -> list[dict[str, Any]]:
 
 def test_no_function_may_delete_or_overwrite_an_original(synth: Synth) -> None:
     """On the originals bucket: no delete for anyone; PutObject on the whole bucket only for
-    the API role (it signs the browser's POSTs to new keys); every other writer only under
+    the API role (it signs the browser's POSTs to new keys); the DICOM service's role only
+    for new originals (the If-None-Match condition); every other writer only under
     quarantine/."""
     originals = synth.logical_id(synth.stack.storage.buckets["originals_bucket"])
     api_role = {"Ref": synth.logical_id(synth.stack.functions["upload_url"].role)}  # type: ignore[arg-type]
-    checked = 0
+    dicom_role = {"Ref": synth.logical_id(synth.stack.dicom.service.task_definition.task_role)}
+    checked = set()
     for policy in synth.resources("AWS::IAM::Policy").values():
         roles = policy["Properties"]["Roles"]
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -148,10 +150,16 @@ def test_no_function_may_delete_or_overwrite_an_original(synth: Synth) -> None:
                 continue
             actions = _list(statement["Action"])
             assert not any(a.startswith("s3:Delete") or a in ("s3:*", "s3:PutObject*") for a in actions)
-            if "s3:PutObject" in actions and api_role not in roles:
+            if "s3:PutObject" not in actions or api_role in roles:
+                continue
+            if dicom_role in roles:
+                assert statement["Condition"] == {"Null": {"s3:if-none-match": "false"}}, statement
+                assert all("/clinic/*/original/*" in str(r) for r in on_originals), statement
+                checked.add("dicom")
+            else:
                 assert all("quarantine/" in str(r) for r in on_originals), statement
-                checked += 1
-    assert checked >= 1  # the intake consumer's quarantine statement was seen and held to the rule
+                checked.add("quarantine")
+    assert checked == {"dicom", "quarantine"}  # both kinds of writer were seen and held to the rule
 
 
 def test_the_batch_tracker_runs_the_shared_definition(synth: Synth) -> None:

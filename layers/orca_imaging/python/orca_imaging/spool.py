@@ -59,6 +59,10 @@ class Spool:
         shutil.rmtree(self.incoming)  # partial writes nobody was told Success for
         self.incoming.mkdir()
 
+    def depth(self) -> int:
+        """Objects acknowledged to a device and not yet in S3."""
+        return sum(1 for _ in self.ready.glob("*.dcm"))
+
     def used_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.ready.iterdir() if p.is_file())
 

@@ -1,0 +1,369 @@
+"""The DICOM service on ECS Fargate: the X-ray devices' C-STORE and C-ECHO over the VPN.
+
+- An internal NLB on the DICOM port, whose security group admits only the VPN's CIDR (a
+  stack parameter). Client addresses are preserved, so the service checks each node's own
+  CIDR against the device's real address.
+- The tasks run in the isolated subnets; images come from ECR through interface
+  endpoints. The spool is on EFS: a replaced task finds and drains what the last one
+  acknowledged (`services/dicom_scp/README.md`).
+- The task role may create originals but never replace one: PutObject only with
+  `If-None-Match` (the drainer always sends it), only under the originals prefix.
+- Scales on CPU; alarms when the spool grows (S3 unreachable) and when stores fail.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_cdk import CfnParameter, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_efs as efs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from infra.constructs.logs import encrypted_log_group
+from infra.constructs.nag import acknowledge
+from orca_imaging.keys import original_key
+from orca_imaging.observability import METRICS_NAMESPACE, SERVICE
+from orca_imaging.resources import settings_env
+from orca_imaging.settings import ScpSettings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from aws_cdk import aws_dynamodb as dynamodb
+    from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_logs as logs
+    from aws_cdk import aws_s3 as s3
+
+DICOM_PORT = 11112
+HEALTH_PORT = 8080
+SPOOL_PATH = "/spool"
+SPOOL_OWNER = "1000"  # the image's unprivileged user (services/dicom_scp/Dockerfile)
+# Endpoints a task in an isolated subnet needs to start: image pull, logs, SSM parameters.
+TASK_ENDPOINTS = {
+    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
+    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
+}
+
+
+def service_metric(name: str, statistic: str) -> cloudwatch.Metric:
+    """A metric the service publishes with Powertools (namespace and `service` dimension),
+    over five minutes."""
+    return cloudwatch.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": SERVICE},
+        statistic=statistic,
+        period=Duration.minutes(5),
+    )
+
+
+class DicomService(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        vpc: ec2.IVpc,
+        key: kms.IKey,
+        originals: s3.IBucket,
+        nodes_table: dynamodb.ITable,
+        resource_values: dict[str, str],
+        log_retention: logs.RetentionDays,
+        alarm_topic: sns.ITopic,
+        root: Path,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.client_cidr = CfnParameter(
+            self,
+            "ClientCidr",
+            type="String",
+            description="The clinics' VPN address range: the only source the DICOM port accepts.",
+            allowed_pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$",
+        )
+        self.ae_title = ssm.StringParameter(
+            self,
+            "AeTitle",
+            description="The DICOM service's AE title: what the devices call.",
+            string_value="ORCA",
+            parameter_name=f"/{SERVICE}/dicom/ae-title",
+        )
+
+        self.load_balancer_sg = ec2.SecurityGroup(
+            self, "LoadBalancerSg", vpc=vpc, description="DICOM NLB: the VPN only", allow_all_outbound=False
+        )
+        self.load_balancer_sg.add_ingress_rule(
+            ec2.Peer.ipv4(self.client_cidr.value_as_string), ec2.Port.tcp(DICOM_PORT), "DICOM from the VPN"
+        )
+        self.service_sg = ec2.SecurityGroup(
+            self,
+            "ServiceSg",
+            vpc=vpc,
+            description="DICOM service: DICOM from the VPN (addresses preserved), health from the NLB",
+            allow_all_outbound=False,
+        )
+        self.load_balancer_sg.add_egress_rule(self.service_sg, ec2.Port.tcp(DICOM_PORT), "to the tasks")
+        self.load_balancer_sg.add_egress_rule(self.service_sg, ec2.Port.tcp(HEALTH_PORT), "health checks")
+        self.service_sg.add_ingress_rule(
+            ec2.Peer.ipv4(self.client_cidr.value_as_string), ec2.Port.tcp(DICOM_PORT), "DICOM from the VPN"
+        )
+        self.service_sg.add_ingress_rule(
+            self.load_balancer_sg, ec2.Port.tcp(HEALTH_PORT), "NLB health checks"
+        )
+        self.service_sg.add_egress_rule(
+            ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "AWS endpoints only (isolated)"
+        )
+        self.service_sg.add_egress_rule(ec2.Peer.ipv4(vpc.vpc_cidr_block), ec2.Port.tcp(2049), "EFS spool")
+
+        endpoints_sg = ec2.SecurityGroup(
+            self,
+            "EndpointsSg",
+            vpc=vpc,
+            description="Task endpoints: HTTPS from the tasks",
+            allow_all_outbound=False,
+        )
+        endpoints_sg.add_ingress_rule(self.service_sg, ec2.Port.tcp(443), "HTTPS from the DICOM tasks")
+        for name, endpoint_service in TASK_ENDPOINTS.items():
+            vpc.add_interface_endpoint(
+                f"Dicom{name}",
+                service=endpoint_service,
+                private_dns_enabled=True,
+                security_groups=[endpoints_sg],
+            )
+
+        spool_sg = ec2.SecurityGroup(
+            self, "SpoolSg", vpc=vpc, description="EFS spool: NFS from the tasks", allow_all_outbound=False
+        )
+        spool_sg.add_ingress_rule(self.service_sg, ec2.Port.tcp(2049), "NFS from the DICOM tasks")
+        self.spool = efs.FileSystem(
+            self,
+            "Spool",
+            vpc=vpc,
+            encrypted=True,
+            kms_key=key,
+            security_group=spool_sg,
+            performance_mode=efs.PerformanceMode.GENERAL_PURPOSE,
+            throughput_mode=efs.ThroughputMode.ELASTIC,
+            removal_policy=RemovalPolicy.RETAIN,  # it may hold acknowledged objects not yet in S3
+            enable_automatic_backups=False,
+        )
+        access_point = self.spool.add_access_point(
+            "SpoolAccess",
+            path="/spool",
+            create_acl=efs.Acl(owner_uid=SPOOL_OWNER, owner_gid=SPOOL_OWNER, permissions="750"),
+            posix_user=efs.PosixUser(uid=SPOOL_OWNER, gid=SPOOL_OWNER),
+        )
+
+        cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
+        task = ecs.FargateTaskDefinition(self, "Task", cpu=2048, memory_limit_mib=4096)
+        task.add_volume(
+            name="spool",
+            efs_volume_configuration=ecs.EfsVolumeConfiguration(
+                file_system_id=self.spool.file_system_id,
+                transit_encryption="ENABLED",
+                authorization_config=ecs.AuthorizationConfig(
+                    access_point_id=access_point.access_point_id, iam="ENABLED"
+                ),
+            ),
+        )
+        environment = settings_env(ScpSettings, resource_values) | {
+            "ORCA_SPOOL_DIR": SPOOL_PATH,
+            "ORCA_DICOM_PORT": str(DICOM_PORT),
+            "ORCA_HEALTH_PORT": str(HEALTH_PORT),
+            "POWERTOOLS_SERVICE_NAME": SERVICE,
+        }
+        container = task.add_container(
+            "Scp",
+            # The build context is the repository, cut down by its .dockerignore.
+            image=ecs.ContainerImage.from_asset(str(root), file="services/dicom_scp/Dockerfile"),
+            environment=environment,
+            secrets={"ORCA_AE_TITLE": ecs.Secret.from_ssm_parameter(self.ae_title)},
+            logging=ecs.LogDriver.aws_logs(
+                stream_prefix="dicom",
+                log_group=encrypted_log_group(self, "Logs", key=key, retention=log_retention),
+            ),
+            port_mappings=[
+                ecs.PortMapping(container_port=DICOM_PORT, protocol=ecs.Protocol.TCP),
+                ecs.PortMapping(container_port=HEALTH_PORT, protocol=ecs.Protocol.TCP),
+            ],
+            health_check=ecs.HealthCheck(
+                command=[
+                    "CMD",
+                    "python",
+                    "-c",
+                    "import sys, urllib.request; sys.exit(urllib.request.urlopen("
+                    f"'http://127.0.0.1:{HEALTH_PORT}/health', timeout=4).status != 200)",
+                ],
+                interval=Duration.seconds(30),
+                timeout=Duration.seconds(5),
+                start_period=Duration.seconds(30),
+            ),
+            # SIGTERM, then this long for associations in flight (the service stops at 100 s).
+            stop_timeout=Duration.seconds(120),
+            readonly_root_filesystem=True,
+        )
+        container.add_mount_points(
+            ecs.MountPoint(container_path=SPOOL_PATH, source_volume="spool", read_only=False)
+        )
+
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=cluster,
+            task_definition=task,
+            desired_count=2,
+            min_healthy_percent=100,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+            security_groups=[self.service_sg],
+            assign_public_ip=False,
+            circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
+        )
+        self.spool.grant_read_write(task.task_role)
+        self._grant_task(task.task_role, originals=originals, nodes_table=nodes_table, key=key)
+
+        self.load_balancer = elbv2.NetworkLoadBalancer(
+            self,
+            "LoadBalancer",
+            vpc=vpc,
+            internet_facing=False,
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+            security_groups=[self.load_balancer_sg],
+            cross_zone_enabled=True,
+            deletion_protection=True,
+        )
+        listener = self.load_balancer.add_listener("Dicom", port=DICOM_PORT, protocol=elbv2.Protocol.TCP)
+        self.target_group = listener.add_targets(
+            "Tasks",
+            port=DICOM_PORT,
+            protocol=elbv2.Protocol.TCP,
+            targets=[self.service],
+            preserve_client_ip=True,  # each node's own CIDR is checked against the device's address
+            deregistration_delay=Duration.seconds(120),  # as long as a task may finish its associations
+            health_check=elbv2.HealthCheck(
+                protocol=elbv2.Protocol.HTTP,
+                port=str(HEALTH_PORT),
+                path="/health",
+                interval=Duration.seconds(30),
+            ),
+        )
+
+        scaling = self.service.auto_scale_task_count(min_capacity=2, max_capacity=6)
+        scaling.scale_on_cpu_utilization(
+            "Cpu", target_utilization_percent=60, scale_in_cooldown=Duration.minutes(10)
+        )
+        self.alarms = {
+            # S3 unreachable or refusing: acknowledged objects pile up on EFS.
+            "SpoolBacklog": service_metric("DicomSpoolDepth", "Maximum").create_alarm(
+                self,
+                "SpoolBacklogAlarm",
+                threshold=200,
+                evaluation_periods=3,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,  # a silent service is a problem too
+                alarm_description="DICOM spool backlog: objects acknowledged to devices are not reaching S3.",
+            ),
+            # A device was told an object was not stored (spool full, or a failure writing it).
+            "StoresFailed": cloudwatch.MathExpression(
+                expression="failed + refused",
+                using_metrics={
+                    "failed": service_metric("DicomStoresFailed", "Sum"),
+                    "refused": service_metric("DicomStoresRefused", "Sum"),
+                },
+                period=Duration.minutes(5),
+            ).create_alarm(
+                self,
+                "StoresFailedAlarm",
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description="DICOM C-STOREs answered with a failure status.",
+            ),
+        }
+        for alarm in self.alarms.values():
+            alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
+        self._acknowledge(task, originals, [self.load_balancer_sg, self.service_sg, endpoints_sg])
+
+    def _grant_task(
+        self, role: iam.IRole, *, originals: s3.IBucket, nodes_table: dynamodb.ITable, key: kms.IKey
+    ) -> None:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["s3:PutObject"],
+                resources=[originals.arn_for_objects(original_key("*", "*"))],
+                # Create only: a request without If-None-Match (one that could replace) is denied.
+                conditions={"Null": {"s3:if-none-match": "false"}},
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                actions=["dynamodb:Scan", "dynamodb:GetItem"], resources=[nodes_table.table_arn]
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn])
+        )
+
+    def _acknowledge(
+        self, task: ecs.FargateTaskDefinition, originals: s3.IBucket, groups: list[ec2.SecurityGroup]
+    ) -> None:
+        stack = Stack.of(self)
+        originals_id = stack.resolve(stack.get_logical_id(originals.node.default_child))  # type: ignore[arg-type]
+        acknowledge(
+            task,
+            {
+                "AwsSolutions-ECS2": (
+                    "The environment holds resource names and limits only; the AE title comes from SSM."
+                ),
+                f"AwsSolutions-IAM5[Resource::<{originals_id}.Arn>/{original_key('*', '*')}]": (
+                    "New originals of any clinic (the device's node names it), create-only by condition."
+                ),
+                "AwsSolutions-IAM5[Resource::*]": "ecr:GetAuthorizationToken accepts only resource '*'.",
+                "HIPAA.Security-IAMNoInlinePolicy": (
+                    "CDK's per-role default policies of this task's two roles, attached to them only."
+                ),
+            },
+        )
+        why = (
+            "Rules on a parameter (the VPN's CIDR, pattern-checked) or on another security group; "
+            "only the DICOM, health, NFS and HTTPS ports are opened."
+        )
+        for group in groups:
+            acknowledge(
+                group,
+                {
+                    "AwsSolutions-EC23": why,
+                    "HIPAA.Security-EC2RestrictedCommonPorts": why,
+                    "HIPAA.Security-EC2RestrictedSSH": why,
+                },
+            )
+        tcp_only = "A TCP listener (DICOM): NLB access logs exist only for TLS listeners."
+        acknowledge(
+            self.load_balancer,
+            {
+                "AwsSolutions-ELB2": tcp_only,
+                "HIPAA.Security-ELBLoggingEnabled": tcp_only,
+                "HIPAA.Security-ELBv2ACMCertificateRequired": (
+                    "DICOM over TCP inside the clinics' site-to-site VPN, which encrypts it; the "
+                    "devices speak plain DICOM. VPC flow logs record every connection."
+                ),
+            },
+        )
+        acknowledge(
+            self.spool,
+            {
+                "HIPAA.Security-EFSInBackupPlan": (
+                    "A transit spool: each object is on it only until S3 (versioned, encrypted) has it."
+                )
+            },
+        )

@@ -1,0 +1,97 @@
+"""The DICOM service in the template: Fargate in the isolated subnets, its spool on
+encrypted EFS, an internal NLB that only the VPN's CIDR reaches, scaling and alarms."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tests.infra.conftest import Synth
+
+DICOM_PORT = 11112
+
+
+def only(synth: Synth, kind: str) -> dict[str, Any]:
+    (resource,) = synth.resources(kind).values()
+    return dict(resource["Properties"])
+
+
+def test_the_service_runs_on_fargate_in_isolated_subnets_without_a_public_address(synth: Synth) -> None:
+    service = only(synth, "AWS::ECS::Service")
+    assert service["LaunchType"] == "FARGATE" and service["DesiredCount"] == 2
+    network = service["NetworkConfiguration"]["AwsvpcConfiguration"]
+    assert network["AssignPublicIp"] == "DISABLED"
+    isolated = {
+        synth.stack.resolve(subnet.subnet_id)["Ref"] for subnet in synth.stack.network.vpc.isolated_subnets
+    }
+    assert {ref["Ref"] for ref in network["Subnets"]} == isolated
+    assert service["DeploymentConfiguration"]["DeploymentCircuitBreaker"] == {
+        "Enable": True,
+        "Rollback": True,
+    }
+
+
+def test_the_container_spools_to_encrypted_efs_and_gets_its_title_from_ssm(synth: Synth) -> None:
+    task = only(synth, "AWS::ECS::TaskDefinition")
+    (container,) = task["ContainerDefinitions"]
+    assert container["StopTimeout"] == 120 and container["ReadonlyRootFilesystem"] is True
+    assert container["MountPoints"] == [
+        {"ContainerPath": "/spool", "ReadOnly": False, "SourceVolume": "spool"}
+    ]
+    env = {item["Name"]: item["Value"] for item in container["Environment"]}
+    assert env["ORCA_SPOOL_DIR"] == "/spool" and env["ORCA_DICOM_PORT"] == str(DICOM_PORT)
+    assert [s["Name"] for s in container["Secrets"]] == ["ORCA_AE_TITLE"]
+    assert (
+        container["HealthCheck"]["Command"][0] == "CMD"
+        and "/health" in container["HealthCheck"]["Command"][-1]
+    )
+    (volume,) = task["Volumes"]
+    efs = volume["EFSVolumeConfiguration"]
+    assert efs["TransitEncryption"] == "ENABLED" and efs["AuthorizationConfig"]["IAM"] == "ENABLED"
+    file_system = only(synth, "AWS::EFS::FileSystem")
+    assert file_system["Encrypted"] is True and file_system["KmsKeyId"]
+
+
+def test_the_load_balancer_is_internal_and_only_the_vpn_reaches_the_dicom_port(synth: Synth) -> None:
+    balancer = only(synth, "AWS::ElasticLoadBalancingV2::LoadBalancer")
+    assert balancer["Type"] == "network" and balancer["Scheme"] == "internal"
+    listener = only(synth, "AWS::ElasticLoadBalancingV2::Listener")
+    assert listener["Port"] == DICOM_PORT and listener["Protocol"] == "TCP"
+    group = only(synth, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    attributes = {a["Key"]: a["Value"] for a in group["TargetGroupAttributes"]}
+    assert attributes["preserve_client_ip.enabled"] == "true"  # nodes' CIDRs see the device's address
+    assert group["HealthCheckProtocol"] == "HTTP" and group["HealthCheckPath"] == "/health"
+
+    cidr = {"Ref": synth.stack.resolve(synth.stack.dicom.client_cidr.logical_id)}
+    lb_sg = synth.json["Resources"][synth.logical_id(synth.stack.dicom.load_balancer_sg)]["Properties"]
+    ingress = [
+        (r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in lb_sg["SecurityGroupIngress"]
+    ]
+    assert ingress == [(cidr, "tcp", DICOM_PORT, DICOM_PORT)]
+    for sg in synth.resources("AWS::EC2::SecurityGroup").values():
+        for rule in sg["Properties"].get("SecurityGroupIngress", []):
+            assert rule.get("CidrIp") != "0.0.0.0/0", rule
+    for rule in synth.resources("AWS::EC2::SecurityGroupIngress").values():
+        assert rule["Properties"].get("CidrIp") != "0.0.0.0/0", rule
+
+
+def test_the_service_scales_on_cpu_and_its_alarms_page_the_operators(synth: Synth) -> None:
+    (scaling,) = synth.resources("AWS::ApplicationAutoScaling::ScalableTarget").values()
+    assert scaling["Properties"]["MinCapacity"] == 2 and scaling["Properties"]["MaxCapacity"] == 6
+    (policy,) = synth.resources("AWS::ApplicationAutoScaling::ScalingPolicy").values()
+    target = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert (
+        target["PredefinedMetricSpecification"]["PredefinedMetricType"] == "ECSServiceAverageCPUUtilization"
+    )
+    topic = {"Ref": synth.logical_id(synth.stack.alarms)}
+    alarms = {synth.logical_id(a): a for a in synth.stack.dicom.alarms.values()}
+    for logical_id in alarms:
+        alarm = synth.json["Resources"][logical_id]["Properties"]
+        assert alarm["AlarmActions"] == [topic]
+    backlog = synth.json["Resources"][synth.logical_id(synth.stack.dicom.alarms["SpoolBacklog"])][
+        "Properties"
+    ]
+    assert backlog["MetricName"] == "DicomSpoolDepth" and backlog["Namespace"] == "Orca/Imaging"
+    failed = synth.json["Resources"][synth.logical_id(synth.stack.dicom.alarms["StoresFailed"])]["Properties"]
+    names = {m["MetricStat"]["Metric"]["MetricName"] for m in failed["Metrics"] if "MetricStat" in m}
+    assert names == {"DicomStoresFailed", "DicomStoresRefused"}

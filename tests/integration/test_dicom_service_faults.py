@@ -1,0 +1,176 @@
+"""The DICOM service as Fargate runs it (`services/dicom_scp/main.py`, its own process),
+killed and stopped under a sending device: what was acknowledged is never lost, nothing
+partial is ever kept, and the next task drains what the last one left."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+import requests
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+
+from orca_imaging.local.stack import free_port
+from tests.conftest import ROOT
+from tests.fixtures.dental_dicom import dental_object
+from tests.integration.test_dicom_service import STORESCU, _dcmtk, new_clinic_with_node, stored_objects
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from orca_imaging.local.stack import LocalStack
+
+__all__ = ["_dcmtk"]  # the autouse fixture that skips without dcmtk
+
+SERVICE = ROOT / "services" / "dicom_scp" / "main.py"
+OBJECTS = 30  # 4 MB each: long enough to be caught mid-association
+
+
+class ServiceProcess:
+    """One task of the DICOM service, on loopback ports, with its spool in `spool_dir`."""
+
+    def __init__(self, spool_dir: Path, *, bucket: str | None = None) -> None:
+        self.dicom_port, self.health_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "ORCA_SPOOL_DIR": str(spool_dir),
+            "ORCA_DICOM_PORT": str(self.dicom_port),
+            "ORCA_HEALTH_PORT": str(self.health_port),
+            "ORCA_STOP_TIMEOUT_SECONDS": "60",
+        }
+        if bucket is not None:
+            env["ORCA_ORIGINALS_BUCKET"] = bucket
+        self.process = subprocess.Popen(
+            [sys.executable, str(SERVICE)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        self._wait_healthy()
+
+    def _wait_healthy(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.process.stderr.read() if self.process.stderr else ""
+            try:
+                if requests.get(f"http://127.0.0.1:{self.health_port}/health", timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("the DICOM service never became healthy")
+
+    def send(self, ae_title: str, files: list[Path]) -> subprocess.Popen[str]:
+        """dcmtk storescu, one association, verbose so each response is in its output."""
+        command = [STORESCU, "-v", "-aet", ae_title, "-aec", "ORCA", "127.0.0.1", str(self.dicom_port)]
+        return subprocess.Popen(
+            [*command, *map(str, files)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(10)
+
+
+@pytest.fixture
+def radiographs(tmp_path: Path) -> list[Path]:
+    """Panoramic radiographs of 4 MB, each its own SOP instance."""
+    template = dcmread(io.BytesIO(dental_object("PX", rows=1400, columns=1400)))
+    folder = tmp_path / "device"
+    folder.mkdir()
+    paths = []
+    for n in range(OBJECTS):
+        template.SOPInstanceUID = template.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        paths.append(folder / f"px{n:02d}.dcm")
+        template.save_as(paths[-1], enforce_file_format=True)
+    return paths
+
+
+@pytest.fixture
+def processes() -> Iterator[list[ServiceProcess]]:
+    started: list[ServiceProcess] = []
+    yield started
+    for process in started:
+        process.stop()
+
+
+def spooled(spool_dir: Path) -> int:
+    """Objects waiting in a spool (read, not opened: opening a Spool clears its incoming/)."""
+    return len(list((spool_dir / "ready").glob("*.dcm")))
+
+
+def wait_for_spooled(spool_dir: Path, at_least: int, sender: subprocess.Popen[str]) -> None:
+    while spooled(spool_dir) < at_least:
+        assert sender.poll() is None, "the sender finished before it could be interrupted"
+        time.sleep(0.01)
+
+
+def acknowledged(output: str) -> int:
+    return output.count("Received Store Response (Success)")
+
+
+def sop_instances(objects: list[bytes]) -> list[str]:
+    return sorted(str(dcmread(io.BytesIO(data)).SOPInstanceUID) for data in objects)
+
+
+def test_killed_mid_association_the_sender_sees_failure_and_the_next_task_drains_only_whole_objects(
+    stack: LocalStack, tmp_path: Path, radiographs: list[Path], processes: list[ServiceProcess]
+) -> None:
+    admin, ae_title = new_clinic_with_node(stack)
+    spool_dir = tmp_path / "spool"
+    # The first task's S3 refuses everything (no such bucket), so what it acknowledged stays spooled.
+    first = ServiceProcess(spool_dir, bucket="no-such-bucket")
+    processes.append(first)
+    sender = first.send(ae_title, radiographs)
+    wait_for_spooled(spool_dir, 3, sender)
+    first.process.send_signal(signal.SIGKILL)
+    output, _ = sender.communicate(timeout=60)
+    assert sender.returncode != 0  # the device knows the transfer failed, and will resend
+    told_success = acknowledged(output)
+    assert told_success < OBJECTS
+
+    processes.append(ServiceProcess(spool_dir))  # the replacement task, with S3 working
+    stack.wait_until(lambda: spooled(spool_dir) == 0, timeout=60)
+    kept = stored_objects(stack, admin.clinic)
+    # Everything acknowledged is in S3; at most one more, fsynced just before the kill but
+    # never acknowledged (the device resends it: same SOP instance, caught by ingest).
+    assert told_success <= len(kept) <= told_success + 1
+    assert len(kept) >= 3  # at least what was seen spooled before the kill
+    originals = {str(dcmread(p).SOPInstanceUID): p for p in radiographs}
+    for data in kept:  # whole objects only, with every pixel as sent
+        received = dcmread(io.BytesIO(data))
+        assert received.PixelData == dcmread(originals[str(received.SOPInstanceUID)]).PixelData
+    assert list((spool_dir / "incoming").iterdir()) == []  # the partial write was cleared
+
+
+def test_sigterm_finishes_the_association_in_flight_refuses_new_ones_and_leaves_the_spool_for_the_next_task(
+    stack: LocalStack, tmp_path: Path, radiographs: list[Path], processes: list[ServiceProcess]
+) -> None:
+    admin, ae_title = new_clinic_with_node(stack)
+    spool_dir = tmp_path / "spool"
+    first = ServiceProcess(spool_dir, bucket="no-such-bucket")
+    processes.append(first)
+    sender = first.send(ae_title, radiographs)
+    wait_for_spooled(spool_dir, 3, sender)
+    first.process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    late = first.send(ae_title, radiographs[:1])  # after SIGTERM: no new association
+    late_output, _ = late.communicate(timeout=30)
+    assert late.returncode != 0 and acknowledged(late_output) == 0
+
+    output, _ = sender.communicate(timeout=120)
+    assert sender.returncode == 0 and acknowledged(output) == OBJECTS  # the one in flight completed
+    assert first.process.wait(60) == 0
+    assert spooled(spool_dir) == OBJECTS  # S3 refused; all kept
+
+    processes.append(ServiceProcess(spool_dir))
+    stack.wait_until(lambda: len(stored_objects(stack, admin.clinic)) == OBJECTS, timeout=120)
+    assert sop_instances(stored_objects(stack, admin.clinic)) == sorted(
+        str(dcmread(p).SOPInstanceUID) for p in radiographs
+    )
