@@ -132,6 +132,7 @@ class ImagingStack(Stack):
             key=key,
             originals=storage.buckets["originals_bucket"],
             nodes_table=tables.tables["dicom_nodes_table"],
+            worklist_table=tables.tables["worklist_table"],
             resource_values=resource_values,
             log_retention=retention,
             alarm_topic=self.alarms,

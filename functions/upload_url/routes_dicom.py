@@ -1,12 +1,14 @@
-"""DICOM: the patient-match queue, a person's verification, and the devices allowed to push."""
+"""DICOM: the patient-match queue, a person's verification, the devices allowed to push,
+and the worklist the devices read."""
 
+from datetime import date
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
-from orca_imaging import dicom_nodes, review
+from orca_imaging import dicom_nodes, review, worklist
 from orca_imaging.api import correlation_id, current_principal, requires, responses
 from orca_imaging.auth import Permission
 from orca_imaging.resources import API_BASE
@@ -44,3 +46,20 @@ def register_node(request: Annotated[dicom_nodes.NodeRequest, Body()]) -> Respon
 def remove_node(ae_title: Annotated[str, Path(pattern=dicom_nodes.AE_TITLE)]) -> Response[None]:
     dicom_nodes.remove(current_principal(router), ae_title, correlation_id=correlation_id())
     return Response(status_code=204)
+
+
+@router.post(f"{API_BASE}/dicom/worklist", responses=responses(201, 404))
+@requires(router, Permission.CAPTURE)  # the staff who book the X-ray, not only the admin
+def schedule(request: Annotated[worklist.EntryRequest, Body()]) -> Response[dict[str, Any]]:
+    body = worklist.schedule(current_principal(router), request, correlation_id=correlation_id())
+    return Response(status_code=201, body=body, content_type="application/json")
+
+
+@router.get(f"{API_BASE}/dicom/worklist", responses=responses(200))
+@requires(router, Permission.ADMIN)
+def list_worklist(
+    first: Annotated[date | None, Query(alias="from")] = None,
+    last: Annotated[date | None, Query(alias="to")] = None,
+    station: Annotated[str | None, Query(alias="stationAeTitle", pattern=dicom_nodes.AE_TITLE)] = None,
+) -> dict[str, Any]:
+    return worklist.listing(current_principal(router), first=first, last=last, station=station)

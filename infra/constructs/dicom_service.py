@@ -1,4 +1,5 @@
-"""The DICOM service on ECS Fargate: the X-ray devices' C-STORE and C-ECHO over the VPN.
+"""The DICOM service on ECS Fargate: the X-ray devices' C-STORE, C-ECHO and Worklist
+C-FIND over the VPN.
 
 - An internal NLB on the DICOM port, whose security group admits only the VPN's CIDR (a
   stack parameter). Client addresses are preserved, so the service checks each node's own
@@ -78,6 +79,7 @@ class DicomService(Construct):
         key: kms.IKey,
         originals: s3.IBucket,
         nodes_table: dynamodb.ITable,
+        worklist_table: dynamodb.ITable,
         resource_values: dict[str, str],
         log_retention: logs.RetentionDays,
         alarm_topic: sns.ITopic,
@@ -229,7 +231,13 @@ class DicomService(Construct):
             circuit_breaker=ecs.DeploymentCircuitBreaker(rollback=True),
         )
         self.spool.grant_read_write(task.task_role)
-        self._grant_task(task.task_role, originals=originals, nodes_table=nodes_table, key=key)
+        self._grant_task(
+            task.task_role,
+            originals=originals,
+            nodes_table=nodes_table,
+            worklist_table=worklist_table,
+            key=key,
+        )
 
         self.load_balancer = elbv2.NetworkLoadBalancer(
             self,
@@ -295,7 +303,13 @@ class DicomService(Construct):
         self._acknowledge(task, originals, [self.load_balancer_sg, self.service_sg, endpoints_sg])
 
     def _grant_task(
-        self, role: iam.IRole, *, originals: s3.IBucket, nodes_table: dynamodb.ITable, key: kms.IKey
+        self,
+        role: iam.IRole,
+        *,
+        originals: s3.IBucket,
+        nodes_table: dynamodb.ITable,
+        worklist_table: dynamodb.ITable,
+        key: kms.IKey,
     ) -> None:
         role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -309,6 +323,9 @@ class DicomService(Construct):
             iam.PolicyStatement(
                 actions=["dynamodb:Scan", "dynamodb:GetItem"], resources=[nodes_table.table_arn]
             )
+        )
+        role.add_to_principal_policy(  # the Worklist SCP reads, per clinic; it never writes
+            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[worklist_table.table_arn])
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn])

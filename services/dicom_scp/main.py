@@ -12,7 +12,7 @@ import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from orca_imaging import clients, repository
+from orca_imaging import clients, repository, worklist
 from orca_imaging.dicom_service import DicomService, ServiceConfig
 from orca_imaging.drainer import Drainer
 from orca_imaging.observability import logger, metrics
@@ -34,6 +34,7 @@ def main() -> int:
         ),
         spool,
         nodes=repository.dicom_nodes,
+        worklist=worklist.find,
     )
     drainer = Drainer(spool, clients.s3(), bucket=settings.originals_bucket, kms_key_id=settings.kms_key_id)
     health = ThreadingHTTPServer(("0.0.0.0", settings.health_port), _health_handler(service))  # noqa: S104

@@ -95,3 +95,26 @@ def test_the_service_scales_on_cpu_and_its_alarms_page_the_operators(synth: Synt
     failed = synth.json["Resources"][synth.logical_id(synth.stack.dicom.alarms["StoresFailed"])]["Properties"]
     names = {m["MetricStat"]["Metric"]["MetricName"] for m in failed["Metrics"] if "MetricStat" in m}
     assert names == {"DicomStoresFailed", "DicomStoresRefused"}
+
+
+def test_the_task_role_only_reads_nodes_and_worklist_and_creates_originals(synth: Synth) -> None:
+    role = {"Ref": synth.logical_id(synth.stack.dicom.service.task_definition.task_role)}
+    statements = [
+        statement
+        for policy in synth.resources("AWS::IAM::Policy").values()
+        if role in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    actions = {
+        a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    writes = {
+        a
+        for a in actions
+        if a.startswith("dynamodb:") and a not in ("dynamodb:Query", "dynamodb:Scan", "dynamodb:GetItem")
+    }
+    assert writes == set()
+    assert {a for a in actions if a.startswith("s3:")} == {"s3:PutObject"}
+    worklist = synth.logical_id(synth.stack.tables.tables["worklist_table"])
+    (query,) = [s for s in statements if worklist in str(s["Resource"])]
+    assert query["Action"] == "dynamodb:Query"

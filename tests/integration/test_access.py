@@ -36,6 +36,8 @@ REQUIRED = {
     ("GET", "/dicom/nodes"): "imaging:admin",
     ("POST", "/dicom/nodes"): "imaging:admin",
     ("DELETE", "/dicom/nodes/{ae_title}"): "imaging:admin",
+    ("GET", "/dicom/worklist"): "imaging:admin",
+    ("POST", "/dicom/worklist"): "imaging:capture",
     ("GET", "/images/{image_id}"): "imaging:view",
     ("DELETE", "/images/{image_id}"): "imaging:delete",
     ("GET", "/patients/{patient_id}/images"): "imaging:view",
@@ -55,6 +57,12 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/patients/{patient_id}"): {"chartNumber": "x"},
     ("POST", "/dicom/match"): {"patientId": "pat_1", "studyUid": "1.2.3"},
     ("POST", "/dicom/nodes"): {"aeTitle": "ACCESS-TEST"},
+    ("POST", "/dicom/worklist"): {
+        "patientId": "pat_1",
+        "accessionNumber": "ACC-ACCESS",
+        "scheduledAt": "2026-11-22T10:00:00",
+        "modality": "PX",
+    },
     ("PUT", "/settings"): {},
 }
 

@@ -28,6 +28,7 @@ ENV = {
     "ORCA_BATCHES_TABLE": "batches",
     "ORCA_CLINICS_TABLE": "clinics",
     "ORCA_DICOM_NODES_TABLE": "dicom-nodes",
+    "ORCA_WORKLIST_TABLE": "worklist",
     "ORCA_BATCH_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:1:stateMachine:b",
 }
 GOOD_BODY = {"fileName": "a.jpg", "size": 10, "contentType": "image/jpeg", "patientId": "pat_1"}

@@ -41,6 +41,7 @@ def test_every_function_gets_every_resource_its_settings_need(monkeypatch: pytes
         "batches_table": "batches",
         "clinics_table": "clinics",
         "dicom_nodes_table": "dicom-nodes",
+        "worklist_table": "worklist",
         "batch_state_machine_arn": "arn:aws:states:eu-west-1:1:stateMachine:b",
     }
     for spec in FUNCTIONS:

@@ -1,4 +1,5 @@
-"""The DICOM service: Verification and Storage SCP for the clinics' X-ray devices.
+"""The DICOM service: Verification, Storage and Modality Worklist SCP for the clinics'
+X-ray devices.
 
 A C-STORE gets Success only once the object, exactly as received (no decoding, no
 transcoding), is fsynced to the spool. Any failure before that maps to the DIMSE status
@@ -9,6 +10,8 @@ drainer (`drainer.py`) moves spooled objects to S3; the sender never waits for S
 Who may send: the calling AE title must be a registered node (see `DicomNodes`); a node
 with a CIDR must also call from inside it; the called AE title must be ours. Anything else
 is refused at association. Logs carry AE titles, addresses and ids, never patient data.
+
+A Worklist C-FIND answers from the calling node's clinic's worklist only (`worklist.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
+from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at import
+    ModalityWorklistInformationFind,
+    Verification,
+)
 
 from orca_imaging.errors import SpoolFullError
 from orca_imaging.ids import new_image_id
@@ -29,8 +35,9 @@ from orca_imaging.observability import logger, metrics
 from orca_imaging.spool import Arrival
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
+    from pydicom.dataset import Dataset
     from pynetdicom.events import Event
     from pynetdicom.transport import ThreadedAssociationServer
 
@@ -44,6 +51,10 @@ SUCCESS = 0x0000
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
 PROCESSING_FAILURE = 0xC001
+# PS3.4 C.4.1.1.4: C-FIND.
+PENDING = 0xFF00
+CANCELLED = 0xFE00
+UNABLE_TO_PROCESS = 0xC001
 
 
 @dataclass(frozen=True)
@@ -59,11 +70,16 @@ class DicomService:
     """One pynetdicom AE serving Verification and every storage SOP class."""
 
     def __init__(
-        self, config: ServiceConfig, spool: Spool, nodes: Callable[[], dict[str, DicomNode]]
+        self,
+        config: ServiceConfig,
+        spool: Spool,
+        nodes: Callable[[], dict[str, DicomNode]],
+        worklist: Callable[[str, Dataset], list[Dataset]],
     ) -> None:
         self.config = config
         self.spool = spool
         self._nodes = nodes
+        self._worklist = worklist
         self._server: ThreadedAssociationServer | None = None
         self._refused: set[int] = set()  # associations admitted by AE title but not by address
         self._lock = threading.Lock()
@@ -72,6 +88,7 @@ class DicomService:
         ae.maximum_pdu_size = config.max_pdu_bytes
         ae.require_called_aet = True
         ae.add_supported_context(Verification)
+        ae.add_supported_context(ModalityWorklistInformationFind)
         for context in AllStoragePresentationContexts:
             # Every transfer syntax pydicom knows, so each object is kept as it was encoded.
             if context.abstract_syntax:
@@ -87,6 +104,7 @@ class DicomService:
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
+            (evt.EVT_C_FIND, self._on_find),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ESTABLISHED, self._on_established),
         ]
@@ -149,6 +167,25 @@ class DicomService:
 
     def _on_echo(self, event: Event) -> int:
         return SUCCESS
+
+    def _on_find(self, event: Event) -> Iterator[tuple[int, Dataset | None]]:
+        node = self._node_of(event)
+        if node is None or node.ae_title == HEALTH_AE:
+            yield UNABLE_TO_PROCESS, None
+            return
+        try:
+            matches = self._worklist(node.clinic_id, event.identifier)
+        except Exception:
+            metrics.add_metric(name="DicomWorklistQueriesFailed", unit="Count", value=1)
+            logger.exception("worklist query failed", extra={"calling_ae": node.ae_title})
+            yield UNABLE_TO_PROCESS, None
+            return
+        logger.info("worklist query", extra={"calling_ae": node.ae_title, "matches": len(matches)})
+        for match in matches:
+            if event.is_cancelled:
+                yield CANCELLED, None
+                return
+            yield PENDING, match
 
     def _on_store(self, event: Event) -> int:
         node = self._node_of(event)

@@ -438,6 +438,32 @@ class DicomNodeModel(Model):
     created_by = UnicodeAttribute(null=True, attr_name="createdBy")
 
 
+class WorklistEntryModel(Model):
+    """A scheduled imaging step, as the Modality Worklist SCP offers it to the clinic's
+    devices. The patient's identity is copied from the registry when it is scheduled, so a
+    device's C-FIND reads one table. Sorted by when it is scheduled: `scheduledKey` is
+    YYYYMMDDHHMMSS#entryId, so a day's list is one range query."""
+
+    class Meta:
+        table_name = "unbound-worklist"
+
+    clinic_id = UnicodeAttribute(hash_key=True, attr_name="clinicId")
+    scheduled_key = UnicodeAttribute(range_key=True, attr_name="scheduledKey")
+    entry_id = UnicodeAttribute(attr_name="entryId")
+    patient_id = UnicodeAttribute(attr_name="patientId")
+    chart_number = UnicodeAttribute(null=True, attr_name="chartNumber")
+    family_name = UnicodeAttribute(null=True, attr_name="familyName")
+    given_name = UnicodeAttribute(null=True, attr_name="givenName")
+    birth_date = UnicodeAttribute(null=True, attr_name="birthDate")  # YYYY-MM-DD
+    sex = UnicodeAttribute(null=True)
+    accession_number = UnicodeAttribute(attr_name="accessionNumber")
+    station_ae = UnicodeAttribute(null=True, attr_name="stationAeTitle")
+    modality = UnicodeAttribute()
+    procedure_description = UnicodeAttribute(null=True, attr_name="procedureDescription")
+    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
+    created_by = UnicodeAttribute(null=True, attr_name="createdBy")
+
+
 # Every table the system has, by the settings field that names it.
 TABLE_MODELS: dict[str, type[Model]] = {
     "images_table": ImageModel,
@@ -446,4 +472,5 @@ TABLE_MODELS: dict[str, type[Model]] = {
     "batches_table": BatchModel,
     "clinics_table": ClinicSettingsModel,
     "dicom_nodes_table": DicomNodeModel,
+    "worklist_table": WorklistEntryModel,
 }

@@ -32,6 +32,7 @@ from orca_imaging.models import (
     DicomNodeModel,
     ImageModel,
     PatientModel,
+    WorklistEntryModel,
     scoped,
     utcnow,
 )
@@ -485,3 +486,17 @@ def update_batch(batch: BatchModel, actions: list[Action], condition: Condition 
             return False
         raise DependencyError("DynamoDB update batch failed") from e
     return True
+
+
+# ---------------------------------------------------------------- worklist
+def put_worklist_entry(entry: WorklistEntryModel) -> None:
+    with dynamodb("put worklist entry"):
+        entry.save(WorklistEntryModel.scheduled_key.does_not_exist())
+
+
+def worklist_entries(clinic_id: str, first: str, last: str) -> list[WorklistEntryModel]:
+    """The clinic's entries scheduled from `first` to `last` (YYYYMMDDHHMMSS, inclusive)."""
+    with dynamodb("query worklist"):
+        return list(
+            WorklistEntryModel.query(clinic_id, WorklistEntryModel.scheduled_key.between(first, last + "~"))
+        )

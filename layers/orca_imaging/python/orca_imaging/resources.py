@@ -199,6 +199,8 @@ ROUTES: tuple[RouteSpec, ...] = tuple(
         ("GET", "/dicom/nodes"),
         ("POST", "/dicom/nodes"),
         ("DELETE", "/dicom/nodes/{ae_title}"),
+        ("GET", "/dicom/worklist"),
+        ("POST", "/dicom/worklist"),
         ("GET", "/images/{image_id}"),
         ("DELETE", "/images/{image_id}"),
         ("GET", "/patients/{patient_id}/images"),

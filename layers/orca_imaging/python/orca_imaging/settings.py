@@ -39,6 +39,7 @@ class TableSettings(AwsSettings):
     batches_table: str
     clinics_table: str
     dicom_nodes_table: str
+    worklist_table: str
 
 
 class StorageSettings(TableSettings):

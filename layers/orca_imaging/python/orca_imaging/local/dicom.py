@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from orca_imaging import clients, repository
+from orca_imaging import clients, repository, worklist
 from orca_imaging.dicom_service import DicomService, ServiceConfig
 from orca_imaging.drainer import Drainer
 from orca_imaging.settings import ScpSettings, load
@@ -32,6 +32,7 @@ class LocalDicomService:
             ServiceConfig(ae_title=self.ae_title, host=LOOPBACK, port=self.requested_port),
             spool,
             nodes=repository.dicom_nodes,
+            worklist=worklist.find,
         )
         self.service.start()
         self.drainer = Drainer(

@@ -1,0 +1,126 @@
+"""The Modality Worklist: staff schedule a step through the API, a device (dcmtk findscu)
+reads its list from the DICOM service, and the image it then sends arrives matched."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+from pydicom import dcmread
+
+from orca_imaging.auth import Role
+from tests.conftest import require_tool
+from tests.fixtures.dental_dicom import dental_object
+from tests.integration.conftest import ApiClient
+from tests.integration.test_dicom_service import STORESCU, new_clinic_with_node, run, service_port
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from orca_imaging.local.stack import LocalStack
+
+FINDSCU = "/usr/bin/findscu"
+DAY = "2026-11-22"
+
+
+def schedule(client: ApiClient, **entry: Any) -> dict[str, Any]:
+    body = {"patientId": "pat_wl", "scheduledAt": f"{DAY}T09:30:00", "modality": "PX", **entry}
+    response = client.post("/dicom/worklist", body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def worklist_query(stack: LocalStack, calling: str, out: Path, *keys: str) -> list[Any]:
+    """findscu -W as a device asks: its modality and day, the attributes it wants back."""
+    require_tool(FINDSCU)
+    out.mkdir()
+    wanted = ["PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "StudyInstanceUID"]
+    command = [FINDSCU, "-W", "-X", "-od", str(out), "-aet", calling, "-aec", "ORCA"]
+    for key in [*keys, *wanted]:
+        command += ["-k", key]
+    done = subprocess.run(
+        [*command, "127.0.0.1", str(service_port(stack))], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    return [dcmread(path) for path in sorted(out.glob("rsp*.dcm"))]
+
+
+def test_a_device_reads_its_clinics_worklist_and_its_image_arrives_matched(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    admin, ae_title = new_clinic_with_node(stack)
+    registry = {
+        "chartNumber": "CH-4711",
+        "familyName": "Muller",
+        "givenName": "Anna",
+        "birthDate": "2012-05-09",
+    }
+    assert admin.put("/patients/pat_wl", registry).status_code == 204
+    staff = ApiClient(stack, admin.clinic, Role.CLINICAL_STAFF)
+    pano = schedule(staff, accessionNumber="ACC-1", stationAeTitle=ae_title, procedureDescription="Panoramic")
+    schedule(staff, accessionNumber="ACC-2", modality="CT")  # another modality: not this device's
+    schedule(staff, accessionNumber="ACC-3", scheduledAt="2026-11-23T09:00:00")  # another day
+    other, _ = new_clinic_with_node(stack)  # another clinic's patient, same day and modality
+    assert other.put("/patients/pat_wl", {"chartNumber": "OTHER-1"}).status_code == 204
+    schedule(other, accessionNumber="ACC-OTHER")
+
+    (step,) = worklist_query(
+        stack,
+        ae_title,
+        tmp_path / "responses",
+        "ScheduledProcedureStepSequence[0].Modality=PX",
+        "ScheduledProcedureStepSequence[0].ScheduledProcedureStepStartDate=20261122",
+        "ScheduledProcedureStepSequence[0].ScheduledStationAETitle",
+    )
+    assert str(step.PatientName) == "Muller^Anna" and step.PatientID == "CH-4711"
+    assert step.PatientBirthDate == "20120509" and step.AccessionNumber == "ACC-1"
+    item = step.ScheduledProcedureStepSequence[0]
+    assert item.Modality == "PX" and item.ScheduledStationAETitle == ae_title
+    assert "ScheduledProcedureStepDescription" not in item  # only what was asked for
+
+    # The device takes the patient from the list and sends its image with those values.
+    image = tmp_path / "pano.dcm"
+    image.write_bytes(
+        dental_object(
+            "PX",
+            patient_id=step.PatientID,
+            name=str(step.PatientName),
+            birth_date=None,
+            PatientBirthDate=step.PatientBirthDate,
+            AccessionNumber=step.AccessionNumber,
+            StudyInstanceUID=step.StudyInstanceUID,
+        )
+    )
+    assert run(STORESCU, stack, ae_title, image).returncode == 0
+
+    def matched() -> list[dict[str, Any]] | None:
+        items = admin.get("/patients/pat_wl/images").json()["images"]
+        return items or None
+
+    (record,) = stack.wait_until(matched, timeout=60)
+    assert record["status"] == "ACTIVE" and record["source"] == "dicom_scp"
+    assert pano["accessionNumber"] == "ACC-1"
+
+
+def test_the_worklist_api_lists_by_day_and_station_for_admins_only(stack: LocalStack) -> None:
+    admin, ae_title = new_clinic_with_node(stack)
+    assert admin.put("/patients/pat_wl", {"chartNumber": "CH-1"}).status_code == 204
+    schedule(admin, accessionNumber="A-1", stationAeTitle=ae_title)
+    schedule(admin, accessionNumber="A-2", stationAeTitle="OTHER-ROOM")
+    schedule(admin, accessionNumber="A-3", stationAeTitle=ae_title, scheduledAt="2026-11-24T08:00:00")
+    listed = admin.get("/dicom/worklist", **{"from": DAY, "to": DAY, "stationAeTitle": ae_title})
+    assert [e["accessionNumber"] for e in listed.json()["entries"]] == ["A-1"]
+    assert len(admin.get("/dicom/worklist").json()["entries"]) == 3
+    staff = ApiClient(stack, admin.clinic, Role.CLINICAL_STAFF)
+    assert staff.get("/dicom/worklist").status_code == 403
+    # A patient the clinic does not have cannot be scheduled.
+    missing = admin.post(
+        "/dicom/worklist",
+        {
+            "patientId": "pat_nobody",
+            "accessionNumber": "A-9",
+            "scheduledAt": f"{DAY}T10:00:00",
+            "modality": "PX",
+        },
+    )
+    assert missing.status_code == 404
