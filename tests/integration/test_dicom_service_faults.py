@@ -119,17 +119,27 @@ def sop_instances(objects: list[bytes]) -> list[str]:
     return sorted(str(dcmread(io.BytesIO(data)).SOPInstanceUID) for data in objects)
 
 
+class Transfer:
+    """A device's association in progress to a first task whose S3 refuses everything (no
+    such bucket), so what it acknowledges stays spooled; three objects are in already."""
+
+    def __init__(
+        self, stack: LocalStack, spool_dir: Path, radiographs: list[Path], processes: list[ServiceProcess]
+    ) -> None:
+        self.admin, self.ae_title = new_clinic_with_node(stack)
+        self.first = ServiceProcess(spool_dir, bucket="no-such-bucket")
+        processes.append(self.first)
+        self.sender = self.first.send(self.ae_title, radiographs)
+        wait_for_spooled(spool_dir, 3, self.sender)
+
+
 def test_killed_mid_association_the_sender_sees_failure_and_the_next_task_drains_only_whole_objects(
     stack: LocalStack, tmp_path: Path, radiographs: list[Path], processes: list[ServiceProcess]
 ) -> None:
-    admin, ae_title = new_clinic_with_node(stack)
     spool_dir = tmp_path / "spool"
-    # The first task's S3 refuses everything (no such bucket), so what it acknowledged stays spooled.
-    first = ServiceProcess(spool_dir, bucket="no-such-bucket")
-    processes.append(first)
-    sender = first.send(ae_title, radiographs)
-    wait_for_spooled(spool_dir, 3, sender)
-    first.process.send_signal(signal.SIGKILL)
+    transfer = Transfer(stack, spool_dir, radiographs, processes)
+    admin, sender = transfer.admin, transfer.sender
+    transfer.first.process.send_signal(signal.SIGKILL)
     output, _ = sender.communicate(timeout=60)
     assert sender.returncode != 0  # the device knows the transfer failed, and will resend
     told_success = acknowledged(output)
@@ -152,12 +162,9 @@ def test_killed_mid_association_the_sender_sees_failure_and_the_next_task_drains
 def test_sigterm_finishes_the_association_in_flight_refuses_new_ones_and_leaves_the_spool_for_the_next_task(
     stack: LocalStack, tmp_path: Path, radiographs: list[Path], processes: list[ServiceProcess]
 ) -> None:
-    admin, ae_title = new_clinic_with_node(stack)
     spool_dir = tmp_path / "spool"
-    first = ServiceProcess(spool_dir, bucket="no-such-bucket")
-    processes.append(first)
-    sender = first.send(ae_title, radiographs)
-    wait_for_spooled(spool_dir, 3, sender)
+    transfer = Transfer(stack, spool_dir, radiographs, processes)
+    admin, ae_title, first, sender = transfer.admin, transfer.ae_title, transfer.first, transfer.sender
     first.process.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     late = first.send(ae_title, radiographs[:1])  # after SIGTERM: no new association
