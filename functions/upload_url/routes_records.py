@@ -8,8 +8,9 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
 from orca_imaging import clients, records
-from orca_imaging.api import ID_PATTERN, correlation_id, current_principal, requires, responses
+from orca_imaging.api import correlation_id, current_principal, requires, responses
 from orca_imaging.auth import Permission
+from orca_imaging.ids import ID_PATTERN
 from orca_imaging.models import FileType, ImageCategory, ImageStatus
 from orca_imaging.resources import API_BASE
 from orca_imaging.settings import ApiSettings, load

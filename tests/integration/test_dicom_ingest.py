@@ -286,7 +286,7 @@ def test_a_series_with_no_known_count_is_built_when_it_goes_quiet(
         return record if record["status"] == "ACTIVE" else None
 
     volume = stack.wait_until(swept, timeout=60, interval=2)
-    assert volume["volume"]["sliceCount"] == 28 and volume["volume"]["completeBy"] == "quiet_period"
+    assert volume["volume"]["dimensions"]["slices"] == 28 and volume["volume"]["completeBy"] == "quiet_period"
     assert (volume["volume"]["gaps"], volume["volume"]["duplicates"]) == (1, 1)
     assert set(volume["warnings"]) == {"slices_missing:1", "slices_duplicated:1"}
 

@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
-
 
 class ErrorBody(BaseModel):
     """Every error the API returns."""

@@ -18,7 +18,7 @@ from pydantic import Field, model_validator
 from orca_imaging import repository
 from orca_imaging.bodies import RequestBody, ResponseBody
 from orca_imaging.errors import ConflictError, DependencyError, RequestValidationError
-from orca_imaging.ids import new_id
+from orca_imaging.ids import ID_PATTERN, new_id
 from orca_imaging.matching import match_name
 from orca_imaging.models import BatchModel, BatchStatus, ImageModel, ImageStatus, UploadSource, utcnow
 from orca_imaging.uploads import UploadFile, UploadSigner, UploadTarget, new_pending_image, with_warnings
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
     from orca_imaging.auth import Principal
     from orca_imaging.settings import ApiSettings
-
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
 class BatchKind(StrEnum):
@@ -43,9 +41,9 @@ class BatchRequest(RequestBody):
     """Many files at once; the patient is per batch, per file, or (folder imports) neither."""
 
     files: list[UploadFile] = Field(min_length=1, max_length=1000)
-    patient_id: str | None = Field(default=None, alias="patientId", pattern=_ID)
+    patient_id: str | None = Field(default=None, alias="patientId", pattern=ID_PATTERN)
     source: UploadSource = UploadSource.FOLDER_IMPORT
-    protocol_session_id: str | None = Field(default=None, alias="protocolSessionId", pattern=_ID)
+    protocol_session_id: str | None = Field(default=None, alias="protocolSessionId", pattern=ID_PATTERN)
 
     @model_validator(mode="after")
     def _names_unique(self) -> BatchRequest:
@@ -182,7 +180,8 @@ def _match_by_name(clinic_id: str, request: BatchRequest) -> list[UploadFile]:
             matched.append(file)
             continue
         if found.chart not in charts:
-            charts[found.chart] = repository.patient_by_chart(clinic_id, found.chart)
+            patient = repository.patient_with_chart(clinic_id, found.chart)
+            charts[found.chart] = patient.patient_id if patient else None
         updates: dict[str, Any] = {"patient_id": charts[found.chart]}
         if found.slot and not file.protocol_slot:
             updates["protocol_slot"] = found.slot

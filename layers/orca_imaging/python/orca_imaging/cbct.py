@@ -14,12 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from pynamodb.exceptions import PutError
 
 from orca_imaging import repository, volumes
 from orca_imaging.errors import DependencyError, FileRejectedError
 from orca_imaging.intake import ACTOR
-from orca_imaging.keys import derived_key
 from orca_imaging.models import FileType, ImageCategory, ImageModel, ImageStatus, utcnow
 from orca_imaging.observability import logger, metrics
 
@@ -67,14 +65,7 @@ def note_slice(
     expected = dataset.get("ImagesInAcquisition")
     if isinstance(expected, int | float) and expected > 1:
         volume.expected_slices = int(expected)
-    volume.refresh_index_keys()
-    try:
-        with repository.dynamodb("create volume"):
-            volume.save(condition=ImageModel.image_id.does_not_exist())
-    except PutError as e:
-        if not repository.is_condition_failure(e):
-            raise DependencyError("DynamoDB create volume failed") from e
-        volume = repository.get_image(clinic_id, volume.image_id)
+    volume = repository.create_or_get_image(volume)
     placed = volumes.placement(dataset)
     entry = f"{image_id}|{'' if placed.position is None else placed.position}|{placed.instance or ''}"
     now = utcnow().isoformat()
@@ -162,13 +153,9 @@ def _finish(
     settings: ConsumerSettings,
     complete_by: str,
 ) -> None:
-    from orca_imaging.pipeline import put_derived  # the pipeline imports this module
+    from orca_imaging.pipeline import store_variants  # the pipeline imports this module
 
-    keys = {}
-    for variant in volumes.plane_variants(builder.pictures(window)):
-        key = derived_key(volume.clinic_id, volume.image_id, variant.name)
-        put_derived(s3, settings, key, variant.data, variant.content_type)
-        keys[variant.name.removesuffix(".jpg")] = key
+    keys = store_variants(s3, settings, volume, volumes.plane_variants(builder.pictures(window)))
     summary = volumes.summary(builder, ordered, first, complete_by=complete_by)
     current = repository.get_image(volume.clinic_id, volume.image_id)
     audit = repository.system_audit(

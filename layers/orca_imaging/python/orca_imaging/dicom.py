@@ -171,59 +171,64 @@ def patient_of(dataset: Dataset) -> DicomPatient:
     )
 
 
+# The record's text fields, by group, and the attribute each is read from.
+_TEXT_FIELDS = {
+    "uids": {
+        "study": "StudyInstanceUID",
+        "series": "SeriesInstanceUID",
+        "instance": "SOPInstanceUID",
+        "sopClass": "SOPClassUID",
+    },
+    "acquisition": {
+        "modality": "Modality",
+        "bodyPart": "BodyPartExamined",
+        "viewPosition": "ViewPosition",
+        "imageType": "ImageType",
+        "studyDescription": "StudyDescription",
+        "seriesDescription": "SeriesDescription",
+        "studyDate": "StudyDate",
+        "studyTime": "StudyTime",
+        "acquisitionDate": "AcquisitionDate",
+        "acquisitionTime": "AcquisitionTime",
+    },
+    "equipment": {
+        "manufacturer": "Manufacturer",
+        "model": "ManufacturerModelName",
+        "station": "StationName",
+        "deviceSerial": "DeviceSerialNumber",
+    },
+}
+
+
 def describe(dataset: Dataset) -> dict[str, Any]:
     """The fields the record shows, grouped as the issue lists them (None left out)."""
     frames = _get(dataset, "NumberOfFrames")
-    groups = {
-        "uids": {
-            "study": _text(_get(dataset, "StudyInstanceUID")),
-            "series": _text(_get(dataset, "SeriesInstanceUID")),
-            "instance": _text(_get(dataset, "SOPInstanceUID")),
-            "sopClass": _text(_get(dataset, "SOPClassUID")),
-        },
-        "acquisition": {
-            "modality": _text(_get(dataset, "Modality")),
-            "bodyPart": _text(_get(dataset, "BodyPartExamined")),
-            "viewPosition": _text(_get(dataset, "ViewPosition")),
-            "imageType": _text(_get(dataset, "ImageType")),
-            "studyDescription": _text(_get(dataset, "StudyDescription")),
-            "seriesDescription": _text(_get(dataset, "SeriesDescription")),
-            "studyDate": _text(_get(dataset, "StudyDate")),
-            "studyTime": _text(_get(dataset, "StudyTime")),
-            "acquisitionDate": _text(_get(dataset, "AcquisitionDate")),
-            "acquisitionTime": _text(_get(dataset, "AcquisitionTime")),
-        },
-        "equipment": {
-            "manufacturer": _text(_get(dataset, "Manufacturer")),
-            "model": _text(_get(dataset, "ManufacturerModelName")),
-            "station": _text(_get(dataset, "StationName")),
-            "deviceSerial": _text(_get(dataset, "DeviceSerialNumber")),
-        },
-        "geometry": {
-            "rows": _get(dataset, "Rows"),
-            "columns": _get(dataset, "Columns"),
-            "frames": int(frames)
-            if isinstance(frames, int | float)
-            else (1 if "PixelData" in dataset else 0),
-            "bitsAllocated": _get(dataset, "BitsAllocated"),
-            "bitsStored": _get(dataset, "BitsStored"),
-            "photometric": _text(_get(dataset, "PhotometricInterpretation")),
-        },
-        "calibration": {
-            "pixelSpacing": _spacing(_get(dataset, "PixelSpacing")),
-            "imagerPixelSpacing": _spacing(_get(dataset, "ImagerPixelSpacing")),
-            "sliceThickness": _number(_get(dataset, "SliceThickness")),
-        },
-        "series": {
-            "instanceNumber": _number(_get(dataset, "InstanceNumber")),
-            "imagesInAcquisition": _number(_get(dataset, "ImagesInAcquisition")),
-        },
-        "transferSyntax": _transfer_syntax(dataset) or "none in file (read as little endian)",
+    groups: dict[str, Any] = {
+        group: {name: _text(_get(dataset, keyword)) for name, keyword in fields.items()}
+        for group, fields in _TEXT_FIELDS.items()
     }
-    return {
-        key: ({k: v for k, v in group.items() if v is not None} if isinstance(group, dict) else group)
-        for key, group in groups.items()
+    groups["geometry"] = {
+        "rows": _get(dataset, "Rows"),
+        "columns": _get(dataset, "Columns"),
+        "frames": int(frames) if isinstance(frames, int | float) else (1 if "PixelData" in dataset else 0),
+        "bitsAllocated": _get(dataset, "BitsAllocated"),
+        "bitsStored": _get(dataset, "BitsStored"),
+        "photometric": _text(_get(dataset, "PhotometricInterpretation")),
     }
+    groups["calibration"] = {
+        "pixelSpacing": _spacing(_get(dataset, "PixelSpacing")),
+        "imagerPixelSpacing": _spacing(_get(dataset, "ImagerPixelSpacing")),
+        "sliceThickness": _number(_get(dataset, "SliceThickness")),
+    }
+    groups["series"] = {
+        "instanceNumber": _number(_get(dataset, "InstanceNumber")),
+        "imagesInAcquisition": _number(_get(dataset, "ImagesInAcquisition")),
+    }
+    described: dict[str, Any] = {
+        key: {k: v for k, v in group.items() if v is not None} for key, group in groups.items()
+    }
+    described["transferSyntax"] = _transfer_syntax(dataset) or "none in file (read as little endian)"
+    return described
 
 
 def _spacing(value: Any) -> list[float] | None:

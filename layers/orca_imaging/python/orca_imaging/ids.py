@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from ulid import ULID
 
+# What the API accepts as an id (ours, or a patient id from the practice-management system).
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+
 
 def new_id(prefix: str) -> str:
     """`img_01JD...`: a readable type prefix plus a ULID (lower case, S3-key safe)."""

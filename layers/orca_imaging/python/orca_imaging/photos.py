@@ -71,7 +71,6 @@ def process_photo(
     uploaded_at: datetime,
     *,
     limits: PhotoLimits = PhotoLimits(),  # noqa: B008 (frozen, so one shared default is safe)
-    min_pixels: int | None = None,
 ) -> ProcessedPhoto:
     """Validate, read EXIF and capture time, make the three variants and score quality."""
     cautions = limits.check_size(len(data))
@@ -105,7 +104,7 @@ def process_photo(
     width, height = stored_size[::-1] if orientation in _QUARTER_TURNS else stored_size
     preview = next(v for v in small if v.name == "preview.jpg")
     preview_image = Image.open(io.BytesIO(preview.data))
-    quality = assess(preview_image, pixels=width * height, min_pixels=min_pixels)
+    quality = assess(preview_image, pixels=width * height)
     return ProcessedPhoto(
         width=width,
         height=height,
@@ -132,13 +131,6 @@ def _orientation(image: Image.Image) -> int:
     except Exception:  # damaged EXIF: taken as upright, and flagged by exif_damage
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
-
-
-def open_photo(data: bytes) -> Image.Image:
-    """Open and fully decode a photo; raise FileRejectedError with a specific reason."""
-    image = _open(data)
-    _decode(image)
-    return image
 
 
 def _open(data: bytes) -> Image.Image:

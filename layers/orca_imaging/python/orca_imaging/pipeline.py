@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CopySourceTypeDef
 
     from orca_imaging.settings import ConsumerSettings
+    from orca_imaging.variants import Variant
 
 # A kind's processing: the record fields it sets on success (or FileRejectedError).
 Processor = Callable[[ImageModel, StoredObject, "S3Client", "ConsumerSettings"], dict[str, Any]]
@@ -48,11 +49,7 @@ def _process_photo(
         limits.check_size(stored.size)
         raise FileRejectedError("too_large", "the photo is larger than the pipeline accepts")
     photo = photos.process_photo(stored.body, image.received_at or image.created_at, limits=limits)
-    keys = {}
-    for variant in photo.variants:
-        key = derived_key(image.clinic_id, image.image_id, variant.name)
-        put_derived(s3, settings, key, variant.data, variant.content_type)
-        keys[variant.name.removesuffix(".jpg")] = key
+    keys = store_variants(s3, settings, image, photo.variants)
     fields = photo.exif
     near = _nearest_photo(image, photo.fingerprint)
     warnings = [
@@ -105,7 +102,19 @@ def _nearest_photo(image: ImageModel, fingerprint: str | None) -> str | None:
     return scored[0][1] if scored and scored[0][0] <= NEAR_DUPLICATE_BITS else None
 
 
-def put_derived(s3: S3Client, settings: ConsumerSettings, key: str, data: bytes, content_type: str) -> None:
+def store_variants(
+    s3: S3Client, settings: ConsumerSettings, image: ImageModel, variants: list[Variant]
+) -> dict[str, str]:
+    """Write each variant to the derived bucket; their keys by name ("thumb", "preview"...)."""
+    keys = {}
+    for variant in variants:
+        key = derived_key(image.clinic_id, image.image_id, variant.name)
+        _put_derived(s3, settings, key, variant.data, variant.content_type)
+        keys[variant.name.removesuffix(".jpg")] = key
+    return keys
+
+
+def _put_derived(s3: S3Client, settings: ConsumerSettings, key: str, data: bytes, content_type: str) -> None:
     try:
         s3.put_object(
             Bucket=settings.derived_bucket,
@@ -139,11 +148,7 @@ def _process_dicom(
     else:
         preview = dicom.render_preview(stored.body, dataset)
         variants, preview_unavailable = preview.variants, preview.unavailable
-    keys = {}
-    for variant in variants:
-        key = derived_key(image.clinic_id, image.image_id, variant.name)
-        put_derived(s3, settings, key, variant.data, variant.content_type)
-        keys[variant.name.removesuffix(".jpg")] = key
+    keys = store_variants(s3, settings, image, variants)
     warnings = list(image.warnings or [])
     for other in repository.images_with_sop_instance(
         image.clinic_id, uids["instance"], excluding=image.image_id
@@ -223,15 +228,11 @@ def _link_patient(
         return image.patient_id, None
     if study_uid and (verified := repository.verified_patient_of_study(image.clinic_id, study_uid)):
         return verified, None
-    registry = repository.clinic_patients(image.clinic_id)
-    birth = patient.birth_date.isoformat() if patient.birth_date else None
-    exact = [
-        p.patient_id
-        for p in registry
-        if patient.patient_id and p.chart_number == patient.patient_id and birth and p.birth_date == birth
-    ]
-    if len(exact) == 1 and auto_link == "exact":
-        return exact[0], None
+    if auto_link == "exact" and patient.patient_id and patient.birth_date:
+        charted = repository.patient_with_chart(image.clinic_id, patient.patient_id)
+        if charted and charted.birth_date == patient.birth_date.isoformat():
+            return charted.patient_id, None
+    registry = repository.clinic_patients(image.clinic_id)  # only to propose candidates
     dicom_person = candidates.Person(
         family=(patient.name or {}).get("family"),
         given=(patient.name or {}).get("given"),

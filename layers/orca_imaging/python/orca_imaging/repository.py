@@ -71,7 +71,7 @@ def _connection() -> Connection:
     return _transactions[0]
 
 
-def is_condition_failure(error: Exception) -> bool:
+def _is_condition_failure(error: Exception) -> bool:
     cause = getattr(error, "cause_response_code", None)
     if cause == "ConditionalCheckFailedException":
         return True
@@ -81,11 +81,13 @@ def is_condition_failure(error: Exception) -> bool:
 
 @contextmanager
 def dynamodb(operation: str) -> Iterator[None]:
-    """Turn transport failures into `DependencyError`; conditions are handled by callers."""
+    """Turn transport failures into `DependencyError`. Only a failed condition leaves as the
+    PynamoDB error it was (PutError, UpdateError, DeleteError, TransactWriteError...), for
+    the caller to say what it means."""
     try:
         yield
-    except PynamoDBConnectionError as e:
-        if is_condition_failure(e):
+    except (PynamoDBConnectionError, TransactWriteError) as e:
+        if _is_condition_failure(e):
             raise
         raise DependencyError(f"DynamoDB {operation} failed") from e
 
@@ -181,9 +183,19 @@ def create_image(image: ImageModel, audit: AuditEventModel) -> None:
             tx.save(image, condition=ImageModel.image_id.does_not_exist())
             tx.save(audit)
     except (PutError, TransactWriteError) as e:
-        if is_condition_failure(e):
-            raise ConflictError("image id already exists") from e
-        raise DependencyError("DynamoDB create image failed") from e
+        raise ConflictError("image id already exists") from e
+
+
+def create_or_get_image(image: ImageModel) -> ImageModel:
+    """Write `image` if its id is new; otherwise the record already there (another delivery
+    made it first)."""
+    image.refresh_index_keys()
+    try:
+        with dynamodb("create image"):
+            image.save(condition=ImageModel.image_id.does_not_exist())
+    except PutError:
+        return get_image(image.clinic_id, image.image_id)
+    return image
 
 
 def transition_image(
@@ -239,10 +251,8 @@ def transition_image(
                     actions=[counter.add(1), BatchModel.updated_at.set(utcnow())],
                     condition=BatchModel.batch_id.exists(),
                 )
-    except (UpdateError, TransactWriteError) as e:
-        if is_condition_failure(e):
-            return False
-        raise DependencyError("DynamoDB update image failed") from e
+    except (UpdateError, TransactWriteError):
+        return False
     return True
 
 
@@ -388,10 +398,10 @@ def save_patient(patient: PatientModel) -> None:
         patient.save()
 
 
-def patient_by_chart(clinic_id: str, chart_number: str) -> str | None:
+def patient_with_chart(clinic_id: str, chart_number: str) -> PatientModel | None:
     """The clinic's patient with this chart number, if exactly one has it."""
     with dynamodb("query chart index"):
-        found = [p.patient_id for p in PatientModel.by_chart.query(scoped(clinic_id, chart_number), limit=2)]
+        found = list(PatientModel.by_chart.query(scoped(clinic_id, chart_number), limit=2))
     return found[0] if len(found) == 1 else None
 
 
@@ -428,9 +438,7 @@ def put_dicom_node(node: DicomNodeModel) -> None:
         with dynamodb("put DICOM node"):
             node.save(condition=DicomNodeModel.ae_title.does_not_exist())
     except PutError as e:
-        if is_condition_failure(e):
-            raise ConflictError("this AE title is already registered") from e
-        raise DependencyError("DynamoDB put DICOM node failed") from e
+        raise ConflictError("this AE title is already registered") from e
     forget_dicom_nodes()
 
 
@@ -441,9 +449,7 @@ def delete_dicom_node(clinic_id: str, ae_title: str) -> None:
                 condition=DicomNodeModel.clinic_id == clinic_id
             )
     except DeleteError as e:
-        if is_condition_failure(e):
-            raise NotFoundError("DICOM node not found", subject=("dicom_node", ae_title)) from e
-        raise DependencyError("DynamoDB delete DICOM node failed") from e
+        raise NotFoundError("DICOM node not found", subject=("dicom_node", ae_title)) from e
     forget_dicom_nodes()
 
 
@@ -481,10 +487,8 @@ def update_batch(batch: BatchModel, actions: list[Action], condition: Condition 
     try:
         with dynamodb("update batch"):
             batch.update(actions=actions, condition=condition)
-    except UpdateError as e:
-        if is_condition_failure(e):
-            return False
-        raise DependencyError("DynamoDB update batch failed") from e
+    except UpdateError:
+        return False
     return True
 
 

@@ -14,12 +14,12 @@ from pydantic import Field, model_validator
 from orca_imaging import repository
 from orca_imaging.bodies import RequestBody
 from orca_imaging.errors import ConflictError
+from orca_imaging.ids import ID_PATTERN
 from orca_imaging.models import FileType, ImageModel, ImageStatus, utcnow
 
 if TYPE_CHECKING:
     from orca_imaging.auth import Principal
 
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _UID = r"^[0-9]+(\.[0-9]+)*$"
 
 
@@ -47,8 +47,8 @@ def pending(principal: Principal, *, limit: int) -> dict[str, Any]:
 class MatchRequest(RequestBody):
     """Images, or a whole study, and the patient they belong to."""
 
-    patient_id: str = Field(alias="patientId", pattern=_ID)
-    image_ids: list[Annotated[str, Field(pattern=_ID)]] | None = Field(
+    patient_id: str = Field(alias="patientId", pattern=ID_PATTERN)
+    image_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] | None = Field(
         default=None, alias="imageIds", min_length=1, max_length=500
     )
     study_uid: str | None = Field(default=None, alias="studyUid", pattern=_UID, max_length=64)

@@ -18,7 +18,7 @@ from pydantic import Field
 from orca_imaging import repository
 from orca_imaging.bodies import RequestBody, ResponseBody
 from orca_imaging.errors import DependencyError, FileRejectedError, PayloadTooLargeError
-from orca_imaging.ids import new_image_id
+from orca_imaging.ids import ID_PATTERN, new_image_id
 from orca_imaging.keys import original_key
 from orca_imaging.limits import PHOTO_CONTENT_PREFIX, PhotoLimits
 from orca_imaging.models import FileType, ImageModel, ImageStatus, UploadSource, utcnow
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from orca_imaging.settings import ApiSettings
 
 _SHA256_HEX = r"^[0-9a-f]{64}$"
-_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _MIME = r"^[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*$"
 
 
@@ -41,16 +40,16 @@ class UploadFile(RequestBody):
     size: int = Field(gt=0, description="Exact size in bytes; S3 refuses any other")
     content_type: str = Field(alias="contentType", pattern=_MIME, max_length=127)
     sha256: str | None = Field(default=None, pattern=_SHA256_HEX)
-    patient_id: str | None = Field(default=None, alias="patientId", pattern=_ID)
+    patient_id: str | None = Field(default=None, alias="patientId", pattern=ID_PATTERN)
     protocol_slot: str | None = Field(default=None, alias="protocolSlot", max_length=64)
 
 
 class UploadRequest(UploadFile):
     """`POST /upload`: one file, for a named patient."""
 
-    patient_id: str = Field(alias="patientId", pattern=_ID)
+    patient_id: str = Field(alias="patientId", pattern=ID_PATTERN)
     source: UploadSource = UploadSource.MOBILE
-    protocol_session_id: str | None = Field(default=None, alias="protocolSessionId", pattern=_ID)
+    protocol_session_id: str | None = Field(default=None, alias="protocolSessionId", pattern=ID_PATTERN)
 
 
 class PartUrl(ResponseBody):

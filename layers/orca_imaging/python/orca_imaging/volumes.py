@@ -202,11 +202,12 @@ def _rescale_frame(frame: np.ndarray, dataset: Dataset, index: int) -> np.ndarra
 
 def plane_variants(pictures: dict[str, Image.Image]) -> list[Variant]:
     """A JPEG per plane, plus the usual thumbnail and preview made from the MIP."""
-    named = []
-    for name in PLANES:
-        (_, preview) = small_variants(b"", pictures[name], redecode_jpeg=False)
-        named.append(Variant(f"{name}.jpg", preview.data, preview.width, preview.height))
-    return [*small_variants(b"", pictures["mip"], redecode_jpeg=False), *named]
+    made = {name: small_variants(b"", pictures[name], redecode_jpeg=False) for name in PLANES}
+    named = [
+        Variant(f"{name}.jpg", preview.data, preview.width, preview.height)
+        for name, (_, preview) in made.items()
+    ]
+    return [*made["mip"], *named]
 
 
 def summary(built: PlaneBuilder, ordered: Order, dataset: Dataset, *, complete_by: str) -> dict[str, Any]:
@@ -220,7 +221,6 @@ def summary(built: PlaneBuilder, ordered: Order, dataset: Dataset, *, complete_b
             "row": float(spacing[0]) if spacing else None,
             "slice": round(ordered.spacing_mm, 4) if ordered.spacing_mm else None,
         },
-        "sliceCount": built.count,
         "gaps": ordered.gaps,
         "duplicates": ordered.duplicates,
         "orderedBy": "ImagePositionPatient" if ordered.spacing_mm is not None else "InstanceNumber",

@@ -20,10 +20,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from orca_imaging import repository
-from orca_imaging.api import ID_PATTERN
 from orca_imaging.bodies import RequestBody
 from orca_imaging.dicom_nodes import AE_TITLE
-from orca_imaging.ids import new_id
+from orca_imaging.ids import ID_PATTERN, new_id
 from orca_imaging.models import WorklistEntryModel
 
 if TYPE_CHECKING:
