@@ -22,11 +22,14 @@ SMALL = CORPUS / "photos" / "Canon_40D.jpg"  # 100x68
 
 def test_a_photo_over_the_hard_limit_is_rejected_before_it_is_decoded() -> None:
     size = DSLR.stat().st_size
+    limits = PhotoLimits(soft_limit_bytes=1, hard_limit_bytes=size - 1)
     with pytest.raises(FileRejectedError) as caught:
-        process_photo(
-            DSLR.read_bytes(), UPLOADED, limits=PhotoLimits(soft_limit_bytes=1, hard_limit_bytes=size - 1)
-        )
+        process_photo(DSLR.read_bytes(), UPLOADED, limits=limits)
     assert caught.value.reason == "too_large" and str(size) in caught.value.message
+    # Bytes no decoder would accept are still refused for their size: nothing was opened.
+    with pytest.raises(FileRejectedError) as unopened:
+        process_photo(bytes(size), UPLOADED, limits=limits)
+    assert unopened.value.reason == "too_large"
 
 
 def test_a_photo_over_the_soft_limit_is_kept_with_a_warning() -> None:
