@@ -11,47 +11,50 @@ from __future__ import annotations
 import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
-from orca_imaging import clients, repository, worklist
-from orca_imaging.dicom_service import DicomService, ServiceConfig
-from orca_imaging.drainer import Drainer
+from orca_imaging import repository
+from orca_imaging.dicom_task import DicomTask
 from orca_imaging.observability import logger, metrics
 from orca_imaging.settings import ScpSettings, load
-from orca_imaging.spool import Spool
+
+if TYPE_CHECKING:
+    from orca_imaging.dicom_service import DicomService
+    from orca_imaging.spool import Spool
 
 
 def main() -> int:
     settings = load(ScpSettings)
     repository.bind_tables(settings)
-    spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
-    service = DicomService(
-        ServiceConfig(
-            ae_title=settings.ae_title,
-            host="0.0.0.0",  # noqa: S104 (in a private subnet, behind an NLB reachable only from the VPN)
-            port=settings.dicom_port,
-            max_associations=settings.max_associations,
-            max_pdu_bytes=settings.max_pdu_bytes,
-        ),
-        spool,
-        nodes=repository.dicom_nodes,
-        worklist=worklist.find,
-    )
-    drainer = Drainer(spool, clients.s3(), bucket=settings.originals_bucket, kms_key_id=settings.kms_key_id)
-    health = ThreadingHTTPServer(("0.0.0.0", settings.health_port), _health_handler(service))  # noqa: S104
+    # In a private subnet, behind an NLB reachable only from the VPN.
+    task = DicomTask(settings, host="0.0.0.0")  # noqa: S104
+    health = ThreadingHTTPServer(("0.0.0.0", settings.health_port), _health_handler(task.service))  # noqa: S104
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
-    service.start()
-    drainer.start()
+    task.start()
     threading.Thread(target=health.serve_forever, name="health", daemon=True).start()
-    threading.Thread(target=publish_metrics, args=(spool, stopping), name="metrics", daemon=True).start()
+    threading.Thread(target=publish_metrics, args=(task.spool, stopping), name="metrics", daemon=True).start()
     stopping.wait()
     logger.info("stopping: no new associations; finishing those in flight")
-    service.stop(timeout=settings.stop_timeout_seconds)
-    drainer.stop(timeout=5)
+    task.stop(timeout=settings.stop_timeout_seconds)
     health.shutdown()
     metrics.flush_metrics()
     return 0
+
+
+def _health_handler(service: DicomService) -> type[BaseHTTPRequestHandler]:
+    class Health(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            healthy = self.path == "/health" and service.echo_self()
+            self.send_response(200 if healthy else 503)
+            self.end_headers()
+            self.wfile.write(b"ok" if healthy else b"unhealthy")
+
+        def log_message(self, *args: object) -> None:  # the access log is noise here
+            pass
+
+    return Health
 
 
 def publish_metrics(spool: Spool, stopping: threading.Event, every_seconds: float = 60) -> None:

@@ -21,6 +21,7 @@ from orca_imaging.local.stack import free_port
 from tests.conftest import ROOT
 from tests.fixtures.dental_dicom import dental_object
 from tests.integration.test_dicom_service import STORESCU, _dcmtk, new_clinic_with_node, stored_objects
+from tests.unit.test_spool import partial_writes
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -101,7 +102,7 @@ def processes() -> Iterator[list[ServiceProcess]]:
 
 
 def spooled(spool_dir: Path) -> int:
-    """Objects waiting in a spool (read, not opened: opening a Spool clears its incoming/)."""
+    """Objects waiting in a spool (read, not opened: opening a Spool starts a task of its own)."""
     return len(list((spool_dir / "ready").glob("*.dcm")))
 
 
@@ -156,7 +157,7 @@ def test_killed_mid_association_the_sender_sees_failure_and_the_next_task_drains
     for data in kept:  # whole objects only, with every pixel as sent
         received = dcmread(io.BytesIO(data))
         assert received.PixelData == dcmread(originals[str(received.SOPInstanceUID)]).PixelData
-    assert list((spool_dir / "incoming").iterdir()) == []  # the partial write was cleared
+    assert partial_writes(spool_dir) == []  # the killed task's partial write was cleared
 
 
 def test_sigterm_finishes_the_association_in_flight_refuses_new_ones_and_leaves_the_spool_for_the_next_task(

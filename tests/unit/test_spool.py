@@ -25,14 +25,31 @@ def arrival(n: int) -> Arrival:
     )
 
 
-def test_an_object_is_ready_only_once_whole_and_a_restart_clears_partial_writes(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, max_bytes=10_000)
-    spooled = spool.put(b"DICM-bytes", arrival(1))
+def partial_writes(root: Path) -> list[str]:
+    """What lies in any task's incoming folder, lock files aside."""
+    return sorted(p.name for p in (root / "incoming").rglob("*") if p.is_file() and p.name != ".lock")
+
+
+def test_an_object_is_ready_only_once_whole_and_a_dead_tasks_partial_writes_are_cleared(
+    tmp_path: Path,
+) -> None:
+    first = Spool(tmp_path, max_bytes=10_000)
+    spooled = first.put(b"DICM-bytes", arrival(1))
     assert spooled.path.read_bytes() == b"DICM-bytes"
-    (tmp_path / "incoming" / "img_9999.partial").write_bytes(b"half")  # a write that died
+    (first.incoming / "img_9999.partial").write_bytes(b"half")  # a write that died with its task
+    first.close()  # the task is gone: its lock with it
     again = Spool(tmp_path, max_bytes=10_000)  # the next task
     assert [s.arrival for s in again.waiting()] == [arrival(1)]
-    assert list((tmp_path / "incoming").iterdir()) == []
+    assert partial_writes(tmp_path) == []
+    assert not first.incoming.exists()
+
+
+def test_a_live_tasks_partial_writes_are_left_alone(tmp_path: Path) -> None:
+    """Tasks share the spool on EFS: one starting must not clear another's writes in flight."""
+    running = Spool(tmp_path, max_bytes=10_000)
+    (running.incoming / "img_0001.inflight").write_bytes(b"half, still arriving")
+    Spool(tmp_path, max_bytes=10_000)  # a second task starts beside it
+    assert partial_writes(tmp_path) == ["img_0001.inflight"]
 
 
 def test_a_full_spool_refuses_rather_than_drops(tmp_path: Path) -> None:

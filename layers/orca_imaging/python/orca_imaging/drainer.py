@@ -59,7 +59,10 @@ class Drainer:
         for spooled in self.spool.waiting():
             if self._stop.is_set():
                 break
-            self._upload(spooled)
+            try:
+                self._upload(spooled)
+            except FileNotFoundError:  # another task's drainer sent it first
+                continue
             self.spool.remove(spooled)
             sent += 1
         return sent

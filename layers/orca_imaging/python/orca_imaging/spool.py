@@ -1,29 +1,41 @@
 """The DICOM service's spool: where a received object is made durable before the sender is
 told Success, and where the drainer finds it.
 
-An object is written to `incoming/` under a temporary name, fsynced, then renamed into
-`ready/` with its sidecar (who sent it, when) beside it, and the directory fsynced: after
-`put` returns, a crash or a killed task loses nothing, and a half-written object is never
-in `ready/`. Storage that outlives the task (EFS in AWS, a directory locally) lets the next
-task drain what the last one left. Leftovers in `incoming/` are partial writes of
-associations that died before Success: the sender was never told the object was kept, so
-they are removed at start.
+An object is written to the task's own folder in `incoming/` under a temporary name,
+fsynced, then renamed into `ready/` with its sidecar (who sent it, when) beside it, and the
+directory fsynced: after `put` returns, a crash or a killed task loses nothing, and a
+half-written object is never in `ready/`. Storage that outlives the task (EFS in AWS, a
+directory locally) lets the next task drain what the last one left.
+
+Several tasks share one spool (the service runs two or more, and a deployment starts new
+ones beside the old). Each holds an advisory lock on its incoming folder (on EFS an NFS
+lock, released when the task dies). Leftovers in a folder whose lock can be taken are
+partial writes of a task that died before Success: the sender was never told the object
+was kept, so they are removed at start. A live task's folder is left alone. Every task's
+drainer reads all of `ready/`; an object another one sent first is simply skipped.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+import time
 import uuid
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from orca_imaging.errors import SpoolFullError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
+
+_LOCK = ".lock"
+# How stale the spool's size may be when a store is checked against the limit: listing
+# thousands of waiting objects on every store would cost more than the store.
+_USED_BYTES_MAX_AGE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -51,20 +63,37 @@ class Spooled:
 class Spool:
     def __init__(self, root: Path, *, max_bytes: int) -> None:
         self.root = root
-        self.incoming = root / "incoming"
         self.ready = root / "ready"
         self.max_bytes = max_bytes
-        for folder in (self.incoming, self.ready):
+        incoming = root / "incoming"
+        for folder in (incoming, self.ready):
             folder.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.incoming)  # partial writes nobody was told Success for
-        self.incoming.mkdir()
+        # Made and locked under a dotted name, then renamed: no other task ever sees this
+        # folder unlocked and takes it for a dead task's.
+        name = uuid.uuid4().hex
+        (incoming / f".{name}").mkdir()
+        self._lock = _try_lock(incoming / f".{name}" / _LOCK)
+        (incoming / f".{name}").rename(incoming / name)
+        self.incoming = incoming / name
+        _remove_abandoned(incoming, keep=self.incoming)
+        self._used: tuple[float, int] | None = None
+
+    def close(self) -> None:
+        """Let the lock go: from now on, whatever is left in this task's folder is clearable."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def depth(self) -> int:
         """Objects acknowledged to a device and not yet in S3."""
         return sum(1 for _ in self.ready.glob("*.dcm"))
 
     def used_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.ready.iterdir() if p.is_file())
+        """Bytes waiting in `ready/` (every task's), at most a second old."""
+        now = time.monotonic()
+        if self._used is None or now - self._used[0] > _USED_BYTES_MAX_AGE_SECONDS:
+            self._used = (now, _folder_bytes(self.ready))
+        return self._used[1]
 
     def put(self, encoded: bytes, arrival: Arrival) -> Spooled:
         """Make one object durable; SpoolFullError when it cannot be kept."""
@@ -72,8 +101,9 @@ class Spool:
             raise SpoolFullError("the spool is full")
         name = arrival.image_id
         partial = self.incoming / f"{name}.{uuid.uuid4().hex}"
+        sidecar = json.dumps(asdict(arrival)).encode()
         try:
-            _write_durably(partial.with_suffix(".json"), json.dumps(asdict(arrival)).encode())
+            _write_durably(partial.with_suffix(".json"), sidecar)
             _write_durably(partial, encoded)
             # The sidecar first: an object in ready/ always has its sidecar.
             partial.with_suffix(".json").replace(self.ready / f"{name}.json")
@@ -83,21 +113,74 @@ class Spool:
             for leftover in (partial, partial.with_suffix(".json")):
                 leftover.unlink(missing_ok=True)
             raise SpoolFullError(f"the object could not be made durable: {e.strerror}") from e
+        if self._used is not None:
+            self._used = (self._used[0], self._used[1] + len(encoded) + len(sidecar))
         return Spooled(self.ready / f"{name}.dcm", arrival)
 
     def waiting(self) -> Iterator[Spooled]:
         """Objects ready to drain, oldest first."""
-        objects = sorted(self.ready.glob("*.dcm"), key=lambda p: p.stat().st_mtime_ns)
-        for path in objects:
-            sidecar = path.with_suffix(".json")
-            if sidecar.exists():
-                yield Spooled(path, Arrival(**json.loads(sidecar.read_text())))
+        found = []
+        with os.scandir(self.ready) as entries:
+            for entry in entries:
+                if entry.name.endswith(".dcm"):
+                    try:
+                        found.append((entry.stat().st_mtime_ns, Path(entry.path)))
+                    except FileNotFoundError:  # another task's drainer sent it meanwhile
+                        continue
+        for _, path in sorted(found):
+            try:
+                arrival = Arrival(**json.loads(path.with_suffix(".json").read_text()))
+            except FileNotFoundError:
+                continue
+            yield Spooled(path, arrival)
 
     def remove(self, spooled: Spooled) -> None:
         """Only once S3 has the object."""
         spooled.path.unlink(missing_ok=True)
         spooled.path.with_suffix(".json").unlink(missing_ok=True)
         _fsync_directory(self.ready)
+
+
+def _try_lock(path: Path) -> TextIO | None:
+    """The lock file, held exclusively; None when another live task holds it."""
+    handle = path.open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _remove_abandoned(incoming: Path, *, keep: Path) -> None:
+    """Partial writes of tasks that are gone: folders whose lock can be taken, and files
+    from before there were per-task folders. Dotted folders are being made; left alone.
+    Our own folder is skipped by name: over NFS a lock is the process's, so this process
+    could take its own lock a second time."""
+    for entry in incoming.iterdir():
+        if entry.name.startswith(".") or entry == keep:
+            continue
+        if not entry.is_dir():
+            entry.unlink(missing_ok=True)
+            continue
+        lock = _try_lock(entry / _LOCK)
+        if lock is None:
+            continue  # its task is alive
+        try:
+            shutil.rmtree(entry, ignore_errors=True)
+        finally:
+            lock.close()
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            try:
+                total += entry.stat().st_size
+            except FileNotFoundError:  # drained while counting
+                continue
+    return total
 
 
 def _write_durably(path: Path, data: bytes) -> None:

@@ -1,16 +1,12 @@
-"""The DICOM service inside the embedded stack: the same service and drainer as on
-Fargate, on a loopback port, with the spool in the stack's state directory (in AWS the
-spool is on EFS)."""
+"""The DICOM service inside the embedded stack: the same task as on Fargate, on a loopback
+port, with the spool in the stack's state directory (in AWS the spool is on EFS)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from orca_imaging import clients, repository, worklist
-from orca_imaging.dicom_service import DicomService, ServiceConfig
-from orca_imaging.drainer import Drainer
+from orca_imaging.dicom_task import DicomTask
 from orca_imaging.settings import ScpSettings, load
-from orca_imaging.spool import Spool
 
 if TYPE_CHECKING:
     from orca_imaging.local.stack import LocalStack
@@ -22,31 +18,24 @@ class LocalDicomService:
     def __init__(self, *, port: int = 0, ae_title: str = "ORCA") -> None:
         self.requested_port = port
         self.ae_title = ae_title
-        self.service: DicomService | None = None
-        self.drainer: Drainer | None = None
+        self.task: DicomTask | None = None
 
     def start(self, stack: LocalStack) -> None:
-        settings = load(ScpSettings)
-        spool = Spool(stack.config.state_dir / "dicom-spool", max_bytes=settings.spool_max_bytes)
-        self.service = DicomService(
-            ServiceConfig(ae_title=self.ae_title, host=LOOPBACK, port=self.requested_port),
-            spool,
-            nodes=repository.dicom_nodes,
-            worklist=worklist.find,
+        settings = load(ScpSettings).model_copy(
+            update={
+                "ae_title": self.ae_title,
+                "dicom_port": self.requested_port,  # 0: any free port
+                "spool_dir": stack.config.state_dir / "dicom-spool",
+            }
         )
-        self.service.start()
-        self.drainer = Drainer(
-            spool, clients.s3(), bucket=settings.originals_bucket, kms_key_id=settings.kms_key_id
-        )
-        self.drainer.start()
+        self.task = DicomTask(settings, host=LOOPBACK)
+        self.task.start()
 
     def stop(self) -> None:
-        if self.service:
-            self.service.stop()
-        if self.drainer:
-            self.drainer.stop()
+        if self.task:
+            self.task.stop(timeout=30)
 
     def urls(self) -> list[tuple[str, str]]:
-        if self.service is None:
+        if self.task is None:
             return []
-        return [("DICOM service", f"dicom://{self.ae_title}@{LOOPBACK}:{self.service.port}")]
+        return [("DICOM service", f"dicom://{self.ae_title}@{LOOPBACK}:{self.task.service.port}")]
