@@ -128,7 +128,7 @@ class ImagingStack(Stack):
         self.dicom = DicomService(
             self,
             "Dicom",
-            vpc=network.vpc,
+            network=network,
             key=key,
             originals=storage.buckets["originals_bucket"],
             nodes_table=tables.tables["dicom_nodes_table"],

@@ -4,8 +4,8 @@ C-FIND over the VPN.
 - An internal NLB on the DICOM port, whose security group admits only the VPN's CIDR (a
   stack parameter). Client addresses are preserved, so the service checks each node's own
   CIDR against the device's real address.
-- The tasks run in the isolated subnets; images come from ECR through interface
-  endpoints. The spool is on EFS: a replaced task finds and drains what the last one
+- The tasks run in the isolated subnets; images come from ECR through the network's
+  interface endpoints. The spool is on EFS: a replaced task finds and drains what the last one
   acknowledged (`services/dicom_scp/README.md`).
 - The task role may create originals but never replace one: PutObject only with
   `If-None-Match` (the drainer always sends it), only under the originals prefix.
@@ -43,18 +43,12 @@ if TYPE_CHECKING:
     from aws_cdk import aws_logs as logs
     from aws_cdk import aws_s3 as s3
 
+    from infra.constructs.network import Network
+
 DICOM_PORT = 11112
 HEALTH_PORT = 8080
 SPOOL_PATH = "/spool"
 SPOOL_OWNER = "1000"  # the image's unprivileged user (services/dicom_scp/Dockerfile)
-# Endpoints a task in an isolated subnet needs to start: image pull, logs, SSM parameters.
-TASK_ENDPOINTS = {
-    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
-    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
-    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
-    "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
-    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
-}
 
 
 def service_metric(name: str, statistic: str) -> cloudwatch.Metric:
@@ -75,7 +69,7 @@ class DicomService(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        vpc: ec2.IVpc,
+        network: Network,
         key: kms.IKey,
         originals: s3.IBucket,
         nodes_table: dynamodb.ITable,
@@ -86,6 +80,7 @@ class DicomService(Construct):
         root: Path,
     ) -> None:
         super().__init__(scope, construct_id)
+        vpc = network.vpc
         self.client_cidr = CfnParameter(
             self,
             "ClientCidr",
@@ -127,21 +122,7 @@ class DicomService(Construct):
         )
         self.service_sg.add_egress_rule(ec2.Peer.ipv4(vpc.vpc_cidr_block), ec2.Port.tcp(2049), "EFS spool")
 
-        endpoints_sg = ec2.SecurityGroup(
-            self,
-            "EndpointsSg",
-            vpc=vpc,
-            description="Task endpoints: HTTPS from the tasks",
-            allow_all_outbound=False,
-        )
-        endpoints_sg.add_ingress_rule(self.service_sg, ec2.Port.tcp(443), "HTTPS from the DICOM tasks")
-        for name, endpoint_service in TASK_ENDPOINTS.items():
-            vpc.add_interface_endpoint(
-                f"Dicom{name}",
-                service=endpoint_service,
-                private_dns_enabled=True,
-                security_groups=[endpoints_sg],
-            )
+        network.admit_to_endpoints(self.service_sg, "HTTPS from the DICOM tasks")
 
         spool_sg = ec2.SecurityGroup(
             self, "SpoolSg", vpc=vpc, description="EFS spool: NFS from the tasks", allow_all_outbound=False
@@ -300,7 +281,7 @@ class DicomService(Construct):
         }
         for alarm in self.alarms.values():
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
-        self._acknowledge(task, originals, [self.load_balancer_sg, self.service_sg, endpoints_sg])
+        self._acknowledge(task, originals, [self.load_balancer_sg, self.service_sg])
 
     def _grant_task(
         self,

@@ -1,4 +1,4 @@
-"""The VPC the functions (and, later, the DICOM service) run in.
+"""The VPC the functions and the DICOM service run in.
 
 Isolated subnets only: there is no route to the internet, so the functions' HTTPS egress
 can reach nothing but the gateway endpoints (S3, DynamoDB) and the interface endpoints.
@@ -19,6 +19,12 @@ INTERFACE_ENDPOINTS = {
     "Kms": ec2.InterfaceVpcEndpointAwsService.KMS,
     "Events": ec2.InterfaceVpcEndpointAwsService.EVENTBRIDGE,
     "StepFunctions": ec2.InterfaceVpcEndpointAwsService.STEP_FUNCTIONS,
+    # What a Fargate task needs to start and run here: its image, logs, SSM values, metrics.
+    "EcrApi": ec2.InterfaceVpcEndpointAwsService.ECR,
+    "EcrDocker": ec2.InterfaceVpcEndpointAwsService.ECR_DOCKER,
+    "Logs": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_LOGS,
+    "Ssm": ec2.InterfaceVpcEndpointAwsService.SSM,
+    "Monitoring": ec2.InterfaceVpcEndpointAwsService.CLOUDWATCH_MONITORING,
 }
 
 
@@ -55,15 +61,15 @@ class Network(Construct):
         self.functions_security_group.add_egress_rule(
             ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS; isolated subnets route only to VPC endpoints"
         )
-        endpoint_sg = ec2.SecurityGroup(
+        self.endpoints_security_group = endpoint_sg = ec2.SecurityGroup(
             self,
             "EndpointsSg",
             vpc=self.vpc,
-            description="Interface endpoints: HTTPS from the functions",
+            description="Interface endpoints: HTTPS from the functions and the DICOM tasks",
             allow_all_outbound=False,
         )
-        endpoint_sg.add_ingress_rule(self.functions_security_group, ec2.Port.tcp(443), "HTTPS from functions")
-        why = "Ingress only from the functions' security group (a reference, not a CIDR), on 443."
+        self.admit_to_endpoints(self.functions_security_group, "HTTPS from functions")
+        why = "Ingress only from our own security groups (references, not CIDRs), on 443."
         acknowledge(
             endpoint_sg,
             {
@@ -88,3 +94,7 @@ class Network(Construct):
             self.vpc.add_interface_endpoint(
                 name, service=service, private_dns_enabled=True, security_groups=[endpoint_sg]
             )
+
+    def admit_to_endpoints(self, clients: ec2.ISecurityGroup, description: str) -> None:
+        """Let this security group's members reach the AWS service endpoints (HTTPS)."""
+        self.endpoints_security_group.add_ingress_rule(clients, ec2.Port.tcp(443), description)
