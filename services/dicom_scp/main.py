@@ -28,11 +28,13 @@ def main() -> int:
     repository.bind_tables(settings)
     # In a private subnet, behind an NLB reachable only from the VPN.
     task = DicomTask(settings, host="0.0.0.0")  # noqa: S104
-    health = ThreadingHTTPServer(("0.0.0.0", settings.health_port), _health_handler(task.service))  # noqa: S104
     stopping = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopping.set())
     task.start()
+    # Bound only once the SCP is up: a port that accepts but never answers would look
+    # like a hung task to the health check rather than one still starting.
+    health = ThreadingHTTPServer(("0.0.0.0", settings.health_port), _health_handler(task.service))  # noqa: S104
     threading.Thread(target=health.serve_forever, name="health", daemon=True).start()
     threading.Thread(target=publish_metrics, args=(task.spool, stopping), name="metrics", daemon=True).start()
     stopping.wait()
@@ -64,20 +66,6 @@ def publish_metrics(spool: Spool, stopping: threading.Event, every_seconds: floa
         metrics.add_metric(name="DicomSpoolDepth", unit="Count", value=spool.depth())
         metrics.add_metric(name="DicomSpoolBytes", unit="Bytes", value=spool.used_bytes())
         metrics.flush_metrics()
-
-
-def _health_handler(service: DicomService) -> type[BaseHTTPRequestHandler]:
-    class Health(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            healthy = self.path == "/health" and service.echo_self()
-            self.send_response(200 if healthy else 503)
-            self.end_headers()
-            self.wfile.write(b"ok" if healthy else b"unhealthy")
-
-        def log_message(self, *args: object) -> None:  # the access log is noise here
-            pass
-
-    return Health
 
 
 if __name__ == "__main__":

@@ -49,19 +49,20 @@ class ServiceProcess:
         }
         if bucket is not None:
             env["ORCA_ORIGINALS_BUCKET"] = bucket
-        self.process = subprocess.Popen(
-            [sys.executable, str(SERVICE)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        # Its output goes to a file: a pipe nobody reads fills, and then blocks the service.
+        self.log = spool_dir.parent / f"service-{self.dicom_port}.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen([sys.executable, str(SERVICE)], env=env, stdout=log, stderr=log)
         self._wait_healthy()
 
     def _wait_healthy(self) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.process.stderr.read() if self.process.stderr else ""
+            assert self.process.poll() is None, self.log.read_text()[-4000:]
             try:
-                if requests.get(f"http://127.0.0.1:{self.health_port}/health", timeout=2).ok:
+                if requests.get(f"http://127.0.0.1:{self.health_port}/health", timeout=5).ok:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy starting to answer
                 pass
             time.sleep(0.1)
         raise TimeoutError("the DICOM service never became healthy")
