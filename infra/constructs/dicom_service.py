@@ -31,11 +31,13 @@ from constructs import Construct
 from infra.constructs.logs import encrypted_log_group
 from infra.constructs.nag import acknowledge
 from orca_imaging.keys import original_key
+from orca_imaging.models import ImageModel
 from orca_imaging.observability import METRICS_NAMESPACE, SERVICE
 from orca_imaging.resources import settings_env
 from orca_imaging.settings import ScpSettings
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     from aws_cdk import aws_dynamodb as dynamodb
@@ -72,8 +74,7 @@ class DicomService(Construct):
         network: Network,
         key: kms.IKey,
         originals: s3.IBucket,
-        nodes_table: dynamodb.ITable,
-        worklist_table: dynamodb.ITable,
+        tables: Mapping[str, dynamodb.ITable],
         resource_values: dict[str, str],
         log_retention: logs.RetentionDays,
         alarm_topic: sns.ITopic,
@@ -215,8 +216,7 @@ class DicomService(Construct):
         self._grant_task(
             task.task_role,
             originals=originals,
-            nodes_table=nodes_table,
-            worklist_table=worklist_table,
+            tables=tables,
             key=key,
         )
 
@@ -288,8 +288,7 @@ class DicomService(Construct):
         role: iam.IRole,
         *,
         originals: s3.IBucket,
-        nodes_table: dynamodb.ITable,
-        worklist_table: dynamodb.ITable,
+        tables: Mapping[str, dynamodb.ITable],
         key: kms.IKey,
     ) -> None:
         role.add_to_principal_policy(
@@ -302,11 +301,25 @@ class DicomService(Construct):
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                actions=["dynamodb:Scan", "dynamodb:GetItem"], resources=[nodes_table.table_arn]
+                actions=["dynamodb:Scan", "dynamodb:GetItem"],
+                resources=[tables["dicom_nodes_table"].table_arn],
             )
         )
         role.add_to_principal_policy(  # the Worklist SCP reads, per clinic; it never writes
-            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[worklist_table.table_arn])
+            iam.PolicyStatement(actions=["dynamodb:Query"], resources=[tables["worklist_table"].table_arn])
+        )
+        images = tables["images_table"]
+        role.add_to_principal_policy(  # a resent object: is it stored already? (drainer.py)
+            iam.PolicyStatement(
+                actions=["dynamodb:Query", "dynamodb:GetItem"],
+                resources=[
+                    images.table_arn,
+                    f"{images.table_arn}/index/{ImageModel.by_sha256.Meta.index_name}",
+                ],
+            )
+        )
+        role.add_to_principal_policy(  # ...and if so, the audit event on the image holding it
+            iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[tables["audit_table"].table_arn])
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn])

@@ -97,7 +97,7 @@ def test_the_service_scales_on_cpu_and_its_alarms_page_the_operators(synth: Synt
     assert names == {"DicomStoresFailed", "DicomStoresRefused"}
 
 
-def test_the_task_role_only_reads_nodes_and_worklist_and_creates_originals(synth: Synth) -> None:
+def test_the_task_role_reads_tables_writes_only_audit_events_and_only_creates_originals(synth: Synth) -> None:
     role = {"Ref": synth.logical_id(synth.stack.dicom.service.task_definition.task_role)}
     statements = [
         statement
@@ -105,15 +105,20 @@ def test_the_task_role_only_reads_nodes_and_worklist_and_creates_originals(synth
         if role in policy["Properties"]["Roles"]
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
-    actions = {
-        a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-    }
-    writes = {
-        a
-        for a in actions
-        if a.startswith("dynamodb:") and a not in ("dynamodb:Query", "dynamodb:Scan", "dynamodb:GetItem")
-    }
-    assert writes == set()
+
+    def actions_of(statement: dict[str, Any]) -> list[str]:
+        action = statement["Action"]
+        return [action] if isinstance(action, str) else action
+
+    actions = {a for s in statements for a in actions_of(s)}
+    reads = ("dynamodb:Query", "dynamodb:Scan", "dynamodb:GetItem")
+    writes = [
+        s for s in statements if any(a.startswith("dynamodb:") and a not in reads for a in actions_of(s))
+    ]
+    audit = synth.logical_id(synth.stack.tables.tables["audit_table"])
+    # The one write: the audit event for a resent object that is already stored.
+    assert [(w["Action"], audit in str(w["Resource"])) for w in writes] == [("dynamodb:PutItem", True)]
+    assert {a for a in actions if a.startswith("dynamodb:")} - {*reads, "dynamodb:PutItem"} == set()
     assert {a for a in actions if a.startswith("s3:")} == {"s3:PutObject"}
     worklist = synth.logical_id(synth.stack.tables.tables["worklist_table"])
     (query,) = [s for s in statements if worklist in str(s["Resource"])]

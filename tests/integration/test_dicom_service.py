@@ -17,7 +17,7 @@ from orca_imaging.auth import Role
 from orca_imaging.drainer import Drainer
 from orca_imaging.keys import original_key
 from orca_imaging.spool import Spool
-from tests.conftest import corpus_files, require_tool
+from tests.conftest import CORPUS, corpus_files, require_tool
 from tests.integration.conftest import ApiClient
 from tests.unit.test_spool import arrival
 
@@ -194,3 +194,27 @@ def test_a_retry_after_a_lost_answer_never_replaces_the_original(stack: LocalSta
     spool.put(b"second", arrival(1))
     assert Drainer(spool, s3, bucket=BUCKET, kms_key_id=None).drain_once() == 1
     assert s3.get_object(Bucket=BUCKET, Key=original_key("clinic-a", "img_0001"))["Body"].read() == b"first"
+
+
+def test_an_object_pushed_again_is_already_stored_with_no_second_copy_or_record(
+    stack: LocalStack,
+) -> None:
+    admin, ae_title = new_clinic_with_node(stack)
+    image = CORPUS / "dicom" / "mr_small_implicit_vr.dcm"
+    assert run(STORESCU, stack, ae_title, image).returncode == 0
+
+    def pending() -> list[dict[str, Any]]:
+        return admin.get("/dicom/pending", limit=200).json()["items"]
+
+    (first,) = stack.wait_until(lambda: pending() or None, timeout=60, interval=0.5)
+    # The device resends it (say, after an association it thinks failed).
+    assert run(STORESCU, stack, ae_title, image).returncode == 0
+
+    def resend_audited() -> list[str] | None:
+        trail = repository.audit_trail(admin.clinic, first["imageId"])
+        found = [e.details["callingAe"] for e in trail if e.action == "DICOM_ALREADY_STORED"]
+        return found or None
+
+    assert stack.wait_until(resend_audited, timeout=60) == [ae_title]
+    assert len(stored_objects(stack, admin.clinic)) == 1
+    assert [item["imageId"] for item in pending()] == [first["imageId"]]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from orca_imaging import clients, repository, worklist
 from orca_imaging.dicom_service import DicomService, ServiceConfig
-from orca_imaging.drainer import Drainer
+from orca_imaging.drainer import Drainer, record_if_already_stored
 from orca_imaging.spool import Spool
 
 if TYPE_CHECKING:
@@ -31,7 +31,11 @@ class DicomTask:
             worklist=worklist.find,
         )
         self.drainer = Drainer(
-            self.spool, clients.s3(), bucket=settings.originals_bucket, kms_key_id=settings.kms_key_id
+            self.spool,
+            clients.s3(),
+            bucket=settings.originals_bucket,
+            kms_key_id=settings.kms_key_id,
+            already_stored=record_if_already_stored,
         )
 
     def start(self) -> None:
