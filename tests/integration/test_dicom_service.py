@@ -16,6 +16,7 @@ from orca_imaging import repository
 from orca_imaging.auth import Role
 from orca_imaging.drainer import Drainer
 from orca_imaging.keys import original_key
+from orca_imaging.originals import ReceivedOriginals
 from orca_imaging.spool import Spool
 from tests.conftest import CORPUS, corpus_files, require_tool
 from tests.integration.conftest import ApiClient
@@ -172,7 +173,7 @@ def test_nothing_is_lost_while_s3_is_down_and_everything_arrives_once_it_is_back
     spool = Spool(tmp_path, max_bytes=10_000)
     for n in range(3):
         spool.put(f"object-{n}".encode(), arrival(n))
-    drainer = Drainer(spool, FlakyS3(s3, failures=2), bucket=BUCKET, kms_key_id=None)  # type: ignore[arg-type]
+    drainer = Drainer(spool, ReceivedOriginals(FlakyS3(s3, failures=2), bucket=BUCKET, kms_key_id=None))  # type: ignore[arg-type]
     for _ in range(2):
         with pytest.raises(EndpointConnectionError):
             drainer.drain_once()
@@ -192,7 +193,7 @@ def test_a_retry_after_a_lost_answer_never_replaces_the_original(stack: LocalSta
     s3.put_object(Bucket=BUCKET, Key=original_key("clinic-a", "img_0001"), Body=b"first")
     spool = Spool(tmp_path, max_bytes=10_000)
     spool.put(b"second", arrival(1))
-    assert Drainer(spool, s3, bucket=BUCKET, kms_key_id=None).drain_once() == 1
+    assert Drainer(spool, ReceivedOriginals(s3, bucket=BUCKET, kms_key_id=None)).drain_once() == 1
     assert s3.get_object(Bucket=BUCKET, Key=original_key("clinic-a", "img_0001"))["Body"].read() == b"first"
 
 

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from orca_imaging import clients, repository, worklist
 from orca_imaging.dicom_service import DicomService, ServiceConfig
-from orca_imaging.drainer import Drainer, record_if_already_stored
+from orca_imaging.drainer import Drainer
+from orca_imaging.originals import ReceivedOriginals
 from orca_imaging.spool import Spool
 
 if TYPE_CHECKING:
@@ -30,13 +31,10 @@ class DicomTask:
             nodes=repository.dicom_nodes,
             worklist=worklist.find,
         )
-        self.drainer = Drainer(
-            self.spool,
-            clients.s3(),
-            bucket=settings.originals_bucket,
-            kms_key_id=settings.kms_key_id,
-            already_stored=record_if_already_stored,
+        originals = ReceivedOriginals(
+            clients.s3(), bucket=settings.originals_bucket, kms_key_id=settings.kms_key_id
         )
+        self.drainer = Drainer(self.spool, originals)
 
     def start(self) -> None:
         self.service.start()
