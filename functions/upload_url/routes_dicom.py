@@ -1,5 +1,5 @@
 """DICOM: the patient-match queue, a person's verification, the devices allowed to push,
-and the worklist the devices read."""
+the worklist the devices read, and query/retrieve against a clinic's PACS."""
 
 from datetime import date
 from typing import Annotated, Any
@@ -8,10 +8,11 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 
-from orca_imaging import dicom_nodes, review, worklist
+from orca_imaging import dicom_nodes, pacs, review, worklist
 from orca_imaging.api import correlation_id, current_principal, requires, responses
 from orca_imaging.auth import Permission
 from orca_imaging.resources import API_BASE
+from orca_imaging.settings import ApiSettings, load
 
 router = Router()
 
@@ -63,3 +64,17 @@ def list_worklist(
     station: Annotated[str | None, Query(alias="stationAeTitle", pattern=dicom_nodes.AE_TITLE)] = None,
 ) -> dict[str, Any]:
     return worklist.listing(current_principal(router), first=first, last=last, station=station)
+
+
+@router.post(f"{API_BASE}/dicom/query", responses=responses(200, 404, 502))
+@requires(router, Permission.ADMIN)
+def query_pacs(request: Annotated[pacs.QueryRequest, Body()]) -> dict[str, Any]:
+    return pacs.query(current_principal(router), request, load(ApiSettings), correlation_id=correlation_id())
+
+
+@router.post(f"{API_BASE}/dicom/retrieve", responses=responses(200, 404, 502))
+@requires(router, Permission.ADMIN)
+def retrieve_from_pacs(request: Annotated[pacs.RetrieveRequest, Body()]) -> dict[str, Any]:
+    return pacs.retrieve(
+        current_principal(router), request, load(ApiSettings), correlation_id=correlation_id()
+    )

@@ -38,6 +38,8 @@ REQUIRED = {
     ("DELETE", "/dicom/nodes/{ae_title}"): "imaging:admin",
     ("GET", "/dicom/worklist"): "imaging:admin",
     ("POST", "/dicom/worklist"): "imaging:capture",
+    ("POST", "/dicom/query"): "imaging:admin",
+    ("POST", "/dicom/retrieve"): "imaging:admin",
     ("GET", "/images/{image_id}"): "imaging:view",
     ("DELETE", "/images/{image_id}"): "imaging:delete",
     ("GET", "/patients/{patient_id}/images"): "imaging:view",
@@ -63,6 +65,8 @@ BODIES: dict[tuple[str, str], Any] = {
         "scheduledAt": "2026-11-22T10:00:00",
         "modality": "PX",
     },
+    ("POST", "/dicom/query"): {"node": "NO-SUCH-PACS"},
+    ("POST", "/dicom/retrieve"): {"node": "NO-SUCH-PACS", "studyInstanceUid": "1.2.3"},
     ("PUT", "/settings"): {},
 }
 

@@ -46,6 +46,7 @@ _ERROR_TEXT = {
     404: "Not found in the caller's clinic",
     409: "The item is not in a state that allows this",
     413: "The file is larger than the clinic allows",
+    502: "The PACS could not be reached, refused the association, or failed the request",
     503: "A dependency failed; retry",
 }
 

@@ -1,11 +1,12 @@
-"""The admin API for DICOM nodes: which devices may push to the DICOM service for a clinic."""
+"""The admin API for DICOM nodes: which devices may push to the DICOM service for a clinic,
+and which of them are PACS we query and retrieve from (those with a host and port)."""
 
 from __future__ import annotations
 
 import ipaddress
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from orca_imaging import repository
 from orca_imaging.bodies import RequestBody
@@ -21,7 +22,17 @@ AE_TITLE = r"^[A-Za-z0-9_.\-][A-Za-z0-9 _.\-]{0,15}$"
 class NodeRequest(RequestBody):
     ae_title: str = Field(alias="aeTitle", pattern=AE_TITLE)
     cidr: str | None = Field(default=None, max_length=43, description="the network it must call from")
+    host: str | None = Field(
+        default=None, max_length=253, pattern=r"^[A-Za-z0-9.:-]+$", description="a PACS: where to call it"
+    )
+    port: int | None = Field(default=None, gt=0, lt=65536)
     description: str | None = Field(default=None, max_length=128)
+
+    @model_validator(mode="after")
+    def _host_with_port(self) -> NodeRequest:
+        if (self.host is None) != (self.port is None):
+            raise ValueError("a PACS node needs both host and port")
+        return self
 
     @field_validator("ae_title")
     @classmethod
@@ -35,7 +46,13 @@ class NodeRequest(RequestBody):
 
 
 def _view(node: DicomNodeModel) -> dict[str, Any]:
-    return {"aeTitle": node.ae_title, "cidr": node.cidr, "description": node.description}
+    return {
+        "aeTitle": node.ae_title,
+        "cidr": node.cidr,
+        "host": node.host,
+        "port": int(node.port) if node.port is not None else None,
+        "description": node.description,
+    }
 
 
 def register(principal: Principal, request: NodeRequest, *, correlation_id: str | None) -> dict[str, Any]:
@@ -43,6 +60,8 @@ def register(principal: Principal, request: NodeRequest, *, correlation_id: str 
         ae_title=request.ae_title,
         clinic_id=principal.clinic_id,
         cidr=request.cidr,
+        host=request.host,
+        port=request.port,
         description=request.description,
         created_by=principal.user_id,
     )

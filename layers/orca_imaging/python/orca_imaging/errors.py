@@ -83,6 +83,13 @@ class DependencyError(OrcaError):
     code = "dependency_unavailable"
 
 
+class RemoteNodeError(DependencyError):
+    """A PACS could not be reached, refused the association, or failed the request."""
+
+    status = 502
+    code = "remote_node_failed"
+
+
 class FileRejectedError(OrcaError):
     """A file failed validation. `reason` is the stable code stored on its record and shown
     in its batch (e.g. `corrupt_image`, `unsupported_format`, `checksum_mismatch`)."""

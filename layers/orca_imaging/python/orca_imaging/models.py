@@ -425,7 +425,8 @@ class ClinicSettingsModel(Model):
 
 class DicomNodeModel(Model):
     """A device allowed to push DICOM: its calling AE title (unique in the deployment), the
-    clinic its objects belong to, and optionally the network it must call from."""
+    clinic its objects belong to, and optionally the network it must call from. A node with
+    a host and port is also a PACS the clinic can query and retrieve from (`pacs.py`)."""
 
     class Meta:
         table_name = "unbound-dicom-nodes"
@@ -433,6 +434,8 @@ class DicomNodeModel(Model):
     ae_title = UnicodeAttribute(hash_key=True, attr_name="aeTitle")
     clinic_id = UnicodeAttribute(attr_name="clinicId")
     cidr = UnicodeAttribute(null=True)
+    host = UnicodeAttribute(null=True)
+    port = NumberAttribute(null=True)
     description = UnicodeAttribute(null=True)
     created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
     created_by = UnicodeAttribute(null=True, attr_name="createdBy")

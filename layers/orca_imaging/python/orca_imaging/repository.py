@@ -432,6 +432,18 @@ def clinic_dicom_nodes(clinic_id: str) -> list[DicomNodeModel]:
         return [n for n in DicomNodeModel.scan(DicomNodeModel.clinic_id == clinic_id)]
 
 
+def get_clinic_dicom_node(clinic_id: str, ae_title: str) -> DicomNodeModel:
+    """The clinic's node with this AE title, or NotFoundError (also for another clinic's)."""
+    try:
+        with dynamodb("get DICOM node"):
+            node = DicomNodeModel.get(ae_title)
+    except DoesNotExist:
+        node = None
+    if node is None or node.clinic_id != clinic_id:
+        raise NotFoundError("DICOM node not found", subject=("dicom_node", ae_title))
+    return node
+
+
 def put_dicom_node(node: DicomNodeModel) -> None:
     """Register a node; a title another clinic (or this one) already has is a conflict."""
     try:

@@ -201,6 +201,8 @@ ROUTES: tuple[RouteSpec, ...] = tuple(
         ("DELETE", "/dicom/nodes/{ae_title}"),
         ("GET", "/dicom/worklist"),
         ("POST", "/dicom/worklist"),
+        ("POST", "/dicom/query"),
+        ("POST", "/dicom/retrieve"),
         ("GET", "/images/{image_id}"),
         ("DELETE", "/images/{image_id}"),
         ("GET", "/patients/{patient_id}/images"),

@@ -48,7 +48,14 @@ class StorageSettings(TableSettings):
     kms_key_id: str
 
 
-class ApiSettings(StorageSettings):
+class DicomIdentity(BaseModel):
+    """Our AE title: what devices call, and how we call a PACS and name ourselves as the
+    destination of its C-MOVE."""
+
+    ae_title: str = Field(default="ORCA", min_length=1, max_length=16)
+
+
+class ApiSettings(StorageSettings, DicomIdentity):
     """The upload_url function."""
 
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
@@ -65,6 +72,8 @@ class ApiSettings(StorageSettings):
     # Files above this go up in parts (CBCT archives, big scans); S3's minimum part is 5 MiB.
     multipart_threshold_bytes: int = Field(default=100 * 1024**2, ge=5 * 1024**2)
     multipart_part_bytes: int = Field(default=16 * 1024**2, ge=5 * 1024**2)
+    # A PACS query or retrieve: how long to wait for each of the PACS's answers.
+    pacs_timeout_seconds: int = Field(default=20, gt=0)
 
 
 class ConsumerSettings(StorageSettings):
@@ -77,10 +86,9 @@ class ConsumerSettings(StorageSettings):
     series_stable_seconds: int = Field(default=90, gt=0)
 
 
-class ScpSettings(StorageSettings):
+class ScpSettings(StorageSettings, DicomIdentity):
     """The DICOM service (Fargate)."""
 
-    ae_title: str = Field(default="ORCA", min_length=1, max_length=16)
     dicom_port: int = Field(default=11112, gt=0, lt=65536)
     health_port: int = Field(default=8080, gt=0, lt=65536)
     # On EFS in AWS, so a replaced task finds and drains what the last one acknowledged.
