@@ -137,6 +137,7 @@ class ImagingStack(Stack):
             alarm_topic=self.alarms,
             root=ROOT,
         )
+        self.dicom.serve_pacs_queries(functions["upload_url"], network.functions_security_group)
         notifications = self.node.try_find_child("BucketNotificationsHandler050a0587b7544547bf325f094a3db834")
         if notifications is not None:
             acknowledge(

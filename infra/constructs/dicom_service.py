@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from aws_cdk import aws_dynamodb as dynamodb
     from aws_cdk import aws_kms as kms
+    from aws_cdk import aws_lambda as lambda_
     from aws_cdk import aws_logs as logs
     from aws_cdk import aws_s3 as s3
 
@@ -282,6 +283,16 @@ class DicomService(Construct):
         for alarm in self.alarms.values():
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
         self._acknowledge(task, originals, [self.load_balancer_sg, self.service_sg])
+
+    def serve_pacs_queries(self, function: lambda_.Function, security_group: ec2.ISecurityGroup) -> None:
+        """The API's PACS query and retrieve (`pacs.py`): it calls the clinics' PACS over the
+        VPN, as our AE title, which is also where a C-MOVE sends the study."""
+        function.add_environment("ORCA_AE_TITLE", self.ae_title.string_value)
+        security_group.add_egress_rule(
+            ec2.Peer.ipv4(self.client_cidr.value_as_string),
+            ec2.Port.all_tcp(),  # PACS listen on 104, 4242, 11112 or whatever their admin chose
+            "PACS query/retrieve over the VPN",
+        )
 
     def _grant_task(
         self,

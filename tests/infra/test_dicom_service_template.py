@@ -123,3 +123,17 @@ def test_the_task_role_reads_tables_writes_only_audit_events_and_only_creates_or
     worklist = synth.logical_id(synth.stack.tables.tables["worklist_table"])
     (query,) = [s for s in statements if worklist in str(s["Resource"])]
     assert query["Action"] == "dynamodb:Query"
+
+
+def test_the_api_calls_pacs_over_the_vpn_only_as_our_ae_title(synth: Synth) -> None:
+    api = synth.json["Resources"][synth.logical_id(synth.stack.functions["upload_url"])]["Properties"]
+    title = synth.stack.resolve(synth.stack.dicom.ae_title.string_value)
+    assert api["Environment"]["Variables"]["ORCA_AE_TITLE"] == title
+    functions_sg = synth.logical_id(synth.stack.network.functions_security_group)
+    egress = synth.json["Resources"][functions_sg]["Properties"]["SecurityGroupEgress"]
+    cidr = {"Ref": synth.stack.resolve(synth.stack.dicom.client_cidr.logical_id)}
+    # HTTPS to the VPC endpoints, and TCP to the VPN's range: nothing else.
+    assert sorted((r["CidrIp"] == cidr, r["IpProtocol"], r.get("FromPort")) for r in egress) == [
+        (False, "tcp", 443),
+        (True, "tcp", 0),
+    ]

@@ -116,7 +116,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         entry="functions.upload_url.handler:lambda_handler",
         settings=ApiSettings,
         memory_mb=512,
-        timeout_seconds=15,
+        timeout_seconds=29,  # API Gateway's own limit: a PACS query or retrieve may take it
         description="Imaging API: upload targets, batches, records",
     ),
     FunctionSpec(

@@ -72,8 +72,9 @@ class ApiSettings(StorageSettings, DicomIdentity):
     # Files above this go up in parts (CBCT archives, big scans); S3's minimum part is 5 MiB.
     multipart_threshold_bytes: int = Field(default=100 * 1024**2, ge=5 * 1024**2)
     multipart_part_bytes: int = Field(default=16 * 1024**2, ge=5 * 1024**2)
-    # A PACS query or retrieve: how long to wait for each of the PACS's answers.
-    pacs_timeout_seconds: int = Field(default=20, gt=0)
+    # A PACS query or retrieve: how long to wait for each of the PACS's answers (the
+    # function itself has 29 s, API Gateway's limit).
+    pacs_timeout_seconds: int = Field(default=10, gt=0)
 
 
 class ConsumerSettings(StorageSettings):
