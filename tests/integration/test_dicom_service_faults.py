@@ -38,14 +38,16 @@ OBJECTS = 30  # 4 MB each: long enough to be caught mid-association
 class ServiceProcess:
     """One task of the DICOM service, on loopback ports, with its spool in `spool_dir`."""
 
-    def __init__(self, spool_dir: Path, *, bucket: str | None = None) -> None:
-        self.dicom_port, self.health_port = free_port(), free_port()
+    def __init__(self, spool_dir: Path, *, bucket: str | None = None, **settings: str) -> None:
+        self.dicom_port, self.health_port, self.tls_port = free_port(), free_port(), free_port()
         env = {
             **os.environ,
             "ORCA_SPOOL_DIR": str(spool_dir),
             "ORCA_DICOM_PORT": str(self.dicom_port),
             "ORCA_HEALTH_PORT": str(self.health_port),
+            "ORCA_TLS_PORT": str(self.tls_port),
             "ORCA_STOP_TIMEOUT_SECONDS": "60",
+            **{f"ORCA_{name.upper()}": value for name, value in settings.items()},
         }
         if bucket is not None:
             env["ORCA_ORIGINALS_BUCKET"] = bucket

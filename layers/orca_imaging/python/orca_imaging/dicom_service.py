@@ -35,6 +35,7 @@ from orca_imaging.observability import logger, metrics
 from orca_imaging.spool import Arrival
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Callable, Iterator
 
     from pydicom.dataset import Dataset
@@ -64,6 +65,9 @@ class ServiceConfig:
     port: int
     max_associations: int = 16
     max_pdu_bytes: int = 128 * 1024  # pynetdicom's 16 KB default halves throughput on large images
+    # DICOM TLS (PS3.15 B.1) on a port of its own, beside the plain one.
+    tls: ssl.SSLContext | None = None
+    tls_port: int = 2762
 
 
 class DicomService:
@@ -81,6 +85,7 @@ class DicomService:
         self._nodes = nodes
         self._worklist = worklist
         self._server: ThreadedAssociationServer | None = None
+        self._tls_server: ThreadedAssociationServer | None = None
         self._refused: set[int] = set()  # associations admitted by AE title but not by address
         self._lock = threading.Lock()
         ae = _NodeCheckingAE(ae_title=config.ae_title, nodes=nodes)
@@ -100,6 +105,10 @@ class DicomService:
         assert self._server is not None
         return int(self._server.server_address[1])
 
+    @property
+    def tls_port(self) -> int | None:
+        return int(self._tls_server.server_address[1]) if self._tls_server else None
+
     def start(self) -> None:
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self._on_echo),
@@ -111,19 +120,30 @@ class DicomService:
         self._server = self.ae.start_server(
             (self.config.host, self.config.port), block=False, evt_handlers=handlers
         )
-        logger.info("DICOM service listening", extra={"ae_title": self.config.ae_title, "port": self.port})
+        if self.config.tls is not None:  # same AE, same checks: only the transport differs
+            self._tls_server = self.ae.start_server(
+                (self.config.host, self.config.tls_port),
+                block=False,
+                evt_handlers=handlers,
+                ssl_context=self.config.tls,
+            )
+        logger.info(
+            "DICOM service listening",
+            extra={"ae_title": self.config.ae_title, "port": self.port, "tls_port": self.tls_port},
+        )
 
     def stop(self, timeout: float = 30) -> None:
         """Stop accepting, let in-flight associations finish (up to `timeout`), then close."""
-        if self._server is None:
-            return
-        if self._server.socket is not None:
-            self._server.socket.close()
+        servers = [server for server in (self._server, self._tls_server) if server is not None]
+        for server in servers:
+            if server.socket is not None:
+                server.socket.close()
         deadline = time.monotonic() + timeout
         while self.ae.active_associations and time.monotonic() < deadline:
             time.sleep(0.1)
-        self._server.shutdown()
-        self._server = None
+        for server in servers:
+            server.shutdown()
+        self._server = self._tls_server = None
 
     def echo_self(self) -> bool:
         """C-ECHO from inside the task to the service: the health check."""

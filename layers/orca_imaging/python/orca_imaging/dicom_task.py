@@ -4,11 +4,15 @@ stack (`local/dicom.py`) both start this."""
 
 from __future__ import annotations
 
+import ssl
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orca_imaging import clients, repository, worklist
 from orca_imaging.dicom_service import DicomService, ServiceConfig
 from orca_imaging.drainer import Drainer
+from orca_imaging.errors import ConfigurationError
 from orca_imaging.originals import ReceivedOriginals
 from orca_imaging.spool import Spool
 
@@ -26,6 +30,8 @@ class DicomTask:
                 port=settings.dicom_port,
                 max_associations=settings.max_associations,
                 max_pdu_bytes=settings.max_pdu_bytes,
+                tls=tls_context(settings),
+                tls_port=settings.tls_port,
             ),
             self.spool,
             nodes=repository.dicom_nodes,
@@ -46,3 +52,24 @@ class DicomTask:
         self.service.stop(timeout=timeout)
         self.drainer.stop(timeout=5)
         self.spool.close()
+
+
+def tls_context(settings: ScpSettings) -> ssl.SSLContext | None:
+    """The server side of DICOM TLS, or None when no certificate is configured."""
+    if not settings.tls_certificate:
+        return None
+    if not settings.tls_private_key:
+        raise ConfigurationError("ORCA_TLS_CERTIFICATE is set but ORCA_TLS_PRIVATE_KEY is not")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # BCP 195, as dcmtk's default profile
+    # ssl loads a key pair only from files: written to a private folder, read, removed.
+    with tempfile.TemporaryDirectory(prefix="orca-tls-") as folder:
+        certificate, key = Path(folder) / "certificate.pem", Path(folder) / "key.pem"
+        for path, pem in ((certificate, settings.tls_certificate), (key, settings.tls_private_key)):
+            path.touch(mode=0o600)
+            path.write_text(pem)
+        context.load_cert_chain(certificate, key)
+    if settings.tls_client_ca:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cadata=settings.tls_client_ca)
+    return context

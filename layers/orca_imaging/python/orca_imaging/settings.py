@@ -98,6 +98,12 @@ class ScpSettings(StorageSettings, DicomIdentity):
     max_associations: int = Field(default=16, gt=0)
     max_pdu_bytes: int = Field(default=128 * 1024, ge=4096)
     stop_timeout_seconds: int = Field(default=100, gt=0)  # within ECS's stopTimeout (120 s)
+    # DICOM TLS, on when a certificate is set: PEM text (from Secrets Manager in AWS). With a
+    # client CA, a device must also present a certificate that CA signed.
+    tls_port: int = Field(default=2762, ge=0, lt=65536)
+    tls_certificate: str | None = None
+    tls_private_key: str | None = None
+    tls_client_ca: str | None = None
 
 
 SettingsT = TypeVar("SettingsT", bound=AwsSettings)
