@@ -14,6 +14,7 @@ C-FIND over the VPN.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from aws_cdk import CfnParameter, Duration, RemovalPolicy, Stack
@@ -24,6 +25,7 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_efs as efs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
@@ -49,8 +51,16 @@ if TYPE_CHECKING:
     from infra.constructs.network import Network
 
 DICOM_PORT = 11112
+TLS_PORT = 2762  # PS3.15 B.1's port for DICOM over TLS
+DEVICE_PORTS = (DICOM_PORT, TLS_PORT)
 HEALTH_PORT = 8080
 SPOOL_PATH = "/spool"
+# The container's variable for each field of the TLS secret.
+TLS_SECRET_KEYS = {
+    "ORCA_TLS_CERTIFICATE": "certificate",
+    "ORCA_TLS_PRIVATE_KEY": "privateKey",
+    "ORCA_TLS_CLIENT_CA": "clientCa",
+}
 SPOOL_OWNER = "1000"  # the image's unprivileged user (services/dicom_scp/Dockerfile)
 
 
@@ -101,9 +111,6 @@ class DicomService(Construct):
         self.load_balancer_sg = ec2.SecurityGroup(
             self, "LoadBalancerSg", vpc=vpc, description="DICOM NLB: the VPN only", allow_all_outbound=False
         )
-        self.load_balancer_sg.add_ingress_rule(
-            ec2.Peer.ipv4(self.client_cidr.value_as_string), ec2.Port.tcp(DICOM_PORT), "DICOM from the VPN"
-        )
         self.service_sg = ec2.SecurityGroup(
             self,
             "ServiceSg",
@@ -111,11 +118,12 @@ class DicomService(Construct):
             description="DICOM service: DICOM from the VPN (addresses preserved), health from the NLB",
             allow_all_outbound=False,
         )
-        self.load_balancer_sg.add_egress_rule(self.service_sg, ec2.Port.tcp(DICOM_PORT), "to the tasks")
+        vpn = ec2.Peer.ipv4(self.client_cidr.value_as_string)
+        for port in DEVICE_PORTS:
+            self.load_balancer_sg.add_ingress_rule(vpn, ec2.Port.tcp(port), "DICOM from the VPN")
+            self.load_balancer_sg.add_egress_rule(self.service_sg, ec2.Port.tcp(port), "to the tasks")
+            self.service_sg.add_ingress_rule(vpn, ec2.Port.tcp(port), "DICOM from the VPN")
         self.load_balancer_sg.add_egress_rule(self.service_sg, ec2.Port.tcp(HEALTH_PORT), "health checks")
-        self.service_sg.add_ingress_rule(
-            ec2.Peer.ipv4(self.client_cidr.value_as_string), ec2.Port.tcp(DICOM_PORT), "DICOM from the VPN"
-        )
         self.service_sg.add_ingress_rule(
             self.load_balancer_sg, ec2.Port.tcp(HEALTH_PORT), "NLB health checks"
         )
@@ -161,9 +169,25 @@ class DicomService(Construct):
                 ),
             ),
         )
+        # Scratch space under the read-only root: TLS key material is written there only to
+        # be loaded, then removed (`dicom_task.tls_context`).
+        task.add_volume(name="tmp")
+        # The operator puts PEM text in it; empty, TLS stays off. Its keys exist from the
+        # start, so a task never fails to start for a missing one.
+        self.tls_secret = secretsmanager.Secret(
+            self,
+            "TlsCertificate",
+            description="DICOM TLS: certificate, privateKey and (for mutual TLS) clientCa, as PEM",
+            encryption_key=key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                secret_string_template=json.dumps(dict.fromkeys(TLS_SECRET_KEYS.values(), "")),
+                generate_string_key="unused",
+            ),
+        )
         environment = settings_env(ScpSettings, resource_values) | {
             "ORCA_SPOOL_DIR": SPOOL_PATH,
             "ORCA_DICOM_PORT": str(DICOM_PORT),
+            "ORCA_TLS_PORT": str(TLS_PORT),
             "ORCA_HEALTH_PORT": str(HEALTH_PORT),
             "POWERTOOLS_SERVICE_NAME": SERVICE,
         }
@@ -172,14 +196,20 @@ class DicomService(Construct):
             # The build context is the repository, cut down by its .dockerignore.
             image=ecs.ContainerImage.from_asset(str(root), file="services/dicom_scp/Dockerfile"),
             environment=environment,
-            secrets={"ORCA_AE_TITLE": ecs.Secret.from_ssm_parameter(self.ae_title)},
+            secrets={
+                "ORCA_AE_TITLE": ecs.Secret.from_ssm_parameter(self.ae_title),
+                **{
+                    variable: ecs.Secret.from_secrets_manager(self.tls_secret, field)
+                    for variable, field in TLS_SECRET_KEYS.items()
+                },
+            },
             logging=ecs.LogDriver.aws_logs(
                 stream_prefix="dicom",
                 log_group=encrypted_log_group(self, "Logs", key=key, retention=log_retention),
             ),
             port_mappings=[
-                ecs.PortMapping(container_port=DICOM_PORT, protocol=ecs.Protocol.TCP),
-                ecs.PortMapping(container_port=HEALTH_PORT, protocol=ecs.Protocol.TCP),
+                ecs.PortMapping(container_port=port, protocol=ecs.Protocol.TCP)
+                for port in (*DEVICE_PORTS, HEALTH_PORT)
             ],
             health_check=ecs.HealthCheck(
                 command=[
@@ -198,7 +228,8 @@ class DicomService(Construct):
             readonly_root_filesystem=True,
         )
         container.add_mount_points(
-            ecs.MountPoint(container_path=SPOOL_PATH, source_volume="spool", read_only=False)
+            ecs.MountPoint(container_path=SPOOL_PATH, source_volume="spool", read_only=False),
+            ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False),  # noqa: S108
         )
 
         self.service = ecs.FargateService(
@@ -231,21 +262,24 @@ class DicomService(Construct):
             cross_zone_enabled=True,
             deletion_protection=True,
         )
-        listener = self.load_balancer.add_listener("Dicom", port=DICOM_PORT, protocol=elbv2.Protocol.TCP)
-        self.target_group = listener.add_targets(
-            "Tasks",
-            port=DICOM_PORT,
-            protocol=elbv2.Protocol.TCP,
-            targets=[self.service],
-            preserve_client_ip=True,  # each node's own CIDR is checked against the device's address
-            deregistration_delay=Duration.seconds(120),  # as long as a task may finish its associations
-            health_check=elbv2.HealthCheck(
-                protocol=elbv2.Protocol.HTTP,
-                port=str(HEALTH_PORT),
-                path="/health",
-                interval=Duration.seconds(30),
-            ),
-        )
+        self.target_groups = {}
+        for name, port in (("Dicom", DICOM_PORT), ("DicomTls", TLS_PORT)):
+            # TCP straight through: TLS ends in the task, where a client certificate is checked.
+            listener = self.load_balancer.add_listener(name, port=port, protocol=elbv2.Protocol.TCP)
+            self.target_groups[port] = listener.add_targets(
+                f"{name}Tasks",
+                port=port,
+                protocol=elbv2.Protocol.TCP,
+                targets=[self.service.load_balancer_target(container_name="Scp", container_port=port)],
+                preserve_client_ip=True,  # each node's own CIDR is checked against the device's address
+                deregistration_delay=Duration.seconds(120),  # as long as a task may finish its associations
+                health_check=elbv2.HealthCheck(
+                    protocol=elbv2.Protocol.HTTP,
+                    port=str(HEALTH_PORT),
+                    path="/health",
+                    interval=Duration.seconds(30),
+                ),
+            )
 
         scaling = self.service.auto_scale_task_count(min_capacity=2, max_capacity=6)
         scaling.scale_on_cpu_utilization(
@@ -283,6 +317,14 @@ class DicomService(Construct):
         for alarm in self.alarms.values():
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
         self._acknowledge(task, originals, [self.load_balancer_sg, self.service_sg])
+        rotation = (
+            "A TLS certificate is renewed by its CA and put here by the operator; "
+            "there is no password to rotate automatically."
+        )
+        acknowledge(
+            self.tls_secret,
+            {"AwsSolutions-SMG4": rotation, "HIPAA.Security-SecretsManagerRotationEnabled": rotation},
+        )
 
     def serve_pacs_queries(self, function: lambda_.Function, security_group: ec2.ISecurityGroup) -> None:
         """The API's PACS query and retrieve (`pacs.py`): it calls the clinics' PACS over the

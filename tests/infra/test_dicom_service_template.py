@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tests.infra.conftest import Synth
 
-DICOM_PORT = 11112
+DICOM_PORT, TLS_PORT = 11112, 2762
 
 
 def only(synth: Synth, kind: str) -> dict[str, Any]:
@@ -36,38 +36,54 @@ def test_the_container_spools_to_encrypted_efs_and_gets_its_title_from_ssm(synth
     (container,) = task["ContainerDefinitions"]
     assert container["StopTimeout"] == 120 and container["ReadonlyRootFilesystem"] is True
     assert container["MountPoints"] == [
-        {"ContainerPath": "/spool", "ReadOnly": False, "SourceVolume": "spool"}
+        {"ContainerPath": "/spool", "ReadOnly": False, "SourceVolume": "spool"},
+        {"ContainerPath": "/tmp", "ReadOnly": False, "SourceVolume": "tmp"},  # task storage, for TLS keys
     ]
     env = {item["Name"]: item["Value"] for item in container["Environment"]}
     assert env["ORCA_SPOOL_DIR"] == "/spool" and env["ORCA_DICOM_PORT"] == str(DICOM_PORT)
-    assert [s["Name"] for s in container["Secrets"]] == ["ORCA_AE_TITLE"]
+    secrets = {s["Name"]: s["ValueFrom"] for s in container["Secrets"]}
+    tls = synth.logical_id(synth.stack.dicom.tls_secret)
+    assert set(secrets) == {
+        "ORCA_AE_TITLE",
+        "ORCA_TLS_CERTIFICATE",
+        "ORCA_TLS_PRIVATE_KEY",
+        "ORCA_TLS_CLIENT_CA",
+    }
+    assert all(tls in str(secrets[name]) for name in secrets if name.startswith("ORCA_TLS_"))
     assert (
         container["HealthCheck"]["Command"][0] == "CMD"
         and "/health" in container["HealthCheck"]["Command"][-1]
     )
-    (volume,) = task["Volumes"]
-    efs = volume["EFSVolumeConfiguration"]
+    volumes = {v["Name"]: v for v in task["Volumes"]}
+    assert set(volumes) == {"spool", "tmp"} and "EFSVolumeConfiguration" not in volumes["tmp"]
+    efs = volumes["spool"]["EFSVolumeConfiguration"]
     assert efs["TransitEncryption"] == "ENABLED" and efs["AuthorizationConfig"]["IAM"] == "ENABLED"
     file_system = only(synth, "AWS::EFS::FileSystem")
     assert file_system["Encrypted"] is True and file_system["KmsKeyId"]
 
 
-def test_the_load_balancer_is_internal_and_only_the_vpn_reaches_the_dicom_port(synth: Synth) -> None:
+def test_the_load_balancer_is_internal_and_only_the_vpn_reaches_the_dicom_and_tls_ports(synth: Synth) -> None:
     balancer = only(synth, "AWS::ElasticLoadBalancingV2::LoadBalancer")
     assert balancer["Type"] == "network" and balancer["Scheme"] == "internal"
-    listener = only(synth, "AWS::ElasticLoadBalancingV2::Listener")
-    assert listener["Port"] == DICOM_PORT and listener["Protocol"] == "TCP"
-    group = only(synth, "AWS::ElasticLoadBalancingV2::TargetGroup")
-    attributes = {a["Key"]: a["Value"] for a in group["TargetGroupAttributes"]}
-    assert attributes["preserve_client_ip.enabled"] == "true"  # nodes' CIDRs see the device's address
-    assert group["HealthCheckProtocol"] == "HTTP" and group["HealthCheckPath"] == "/health"
+    listeners = synth.resources("AWS::ElasticLoadBalancingV2::Listener").values()
+    # Plain TCP on both: DICOM TLS ends in the task, which can then check a client certificate.
+    assert sorted((r["Properties"]["Port"], r["Properties"]["Protocol"]) for r in listeners) == [
+        (TLS_PORT, "TCP"),
+        (DICOM_PORT, "TCP"),
+    ]
+    groups = synth.resources("AWS::ElasticLoadBalancingV2::TargetGroup").values()
+    assert sorted(g["Properties"]["Port"] for g in groups) == [TLS_PORT, DICOM_PORT]
+    for group in (g["Properties"] for g in groups):
+        attributes = {a["Key"]: a["Value"] for a in group["TargetGroupAttributes"]}
+        assert attributes["preserve_client_ip.enabled"] == "true"  # nodes' CIDRs see the device's address
+        assert group["HealthCheckProtocol"] == "HTTP" and group["HealthCheckPath"] == "/health"
 
     cidr = {"Ref": synth.stack.resolve(synth.stack.dicom.client_cidr.logical_id)}
     lb_sg = synth.json["Resources"][synth.logical_id(synth.stack.dicom.load_balancer_sg)]["Properties"]
     ingress = [
         (r["CidrIp"], r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in lb_sg["SecurityGroupIngress"]
     ]
-    assert ingress == [(cidr, "tcp", DICOM_PORT, DICOM_PORT)]
+    assert sorted(ingress, key=str) == sorted([(cidr, "tcp", p, p) for p in (DICOM_PORT, TLS_PORT)], key=str)
     for sg in synth.resources("AWS::EC2::SecurityGroup").values():
         for rule in sg["Properties"].get("SecurityGroupIngress", []):
             assert rule.get("CidrIp") != "0.0.0.0/0", rule
