@@ -65,6 +65,7 @@ bench: $(BIN)/.installed bench-tools
 	$(BIN)/python -m bench.upload_api
 	$(BIN)/python -m bench.photo_pipeline
 	$(BIN)/python -m bench.dicom_ingest
+	$(BIN)/python -m bench.dicom_service
 
 clean:
 	rm -rf $(VENV) node_modules cdk.out build .orca-local

@@ -1,0 +1,244 @@
+"""DICOM service throughput: dcmtk `storescu` pushing to three receivers, side by side.
+
+- Sets: 200 x 8 MB panoramics (PX, 2900x1400, 16-bit) and 400 CT slices of 512x512, on
+  tmpfs, each object its own SOP instance.
+- Senders: one `storescu` association with every file, and four at once with a quarter
+  each; 128 KB PDUs and TCP_NODELAY on every side.
+- Receivers:
+  - ours: `services/dicom_scp/main.py` as Fargate runs it, its spool on this machine's disk
+    with the fsync on the Success path, and the drainer writing to the local stack's S3
+    during the run; besides the senders' time, the time until the last object is in S3;
+  - dcmtk `storescp` tuned (`+B`, bit-preserving, no fsync);
+  - Orthanc (Debian's), with its own storage on disk.
+  Orthanc binds every interface, so everything runs inside a private network namespace
+  that holds only loopback (`unshare -n`, as root). Ingest (the consumers) is not running:
+  this measures receiving and draining only.
+
+Run with `make bench`. Prints the README's table.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICE = ROOT / "services" / "dicom_scp" / "main.py"
+STORESCU, STORESCP, ORTHANC = "/usr/bin/storescu", "/usr/bin/storescp", "/usr/sbin/Orthanc"
+NODELAY = {**os.environ, "TCP_NODELAY": "1"}
+PDU = "131072"
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def _free_port() -> int:
+    from orca_imaging.local.stack import free_port
+
+    return free_port()
+
+
+def make_sets(folder: Path) -> dict[str, list[Path]]:
+    from pydicom import dcmread
+    from pydicom.uid import generate_uid
+
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures.dental_dicom import dental_object
+
+    sets: dict[str, list[Path]] = {}
+    for name, count, template in (
+        ("PX", 200, dental_object("PX", rows=1400, columns=2900)),
+        ("CT", 400, dental_object("CT", rows=512, columns=512)),
+    ):
+        ds = dcmread(io.BytesIO(template))
+        if name == "CT":
+            ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+        (folder / name).mkdir()
+        sets[name] = []
+        for n in range(count):
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            sets[name].append(folder / name / f"{n:04d}.dcm")
+            ds.save_as(sets[name][-1], enforce_file_format=True)
+    return sets
+
+
+def send(port: int, calling: str, files: list[Path], senders: int) -> float:
+    """Seconds until every sender has every file acknowledged."""
+    chunks = [files[i::senders] for i in range(senders)]
+    command = [STORESCU, "--max-pdu", PDU, "-aet", calling, "-aec", "ORCA", "127.0.0.1", str(port)]
+    started = time.perf_counter()
+    processes = [
+        subprocess.Popen([*command, *map(str, chunk)], env=NODELAY, stderr=subprocess.PIPE)
+        for chunk in chunks
+    ]
+    for process in processes:
+        _, err = process.communicate()
+        if process.returncode != 0:
+            raise RuntimeError(f"storescu failed: {err.decode()[-500:]}")
+    return time.perf_counter() - started
+
+
+def wait_for_port(port: int, calling: str = "BENCH", timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        command = ["/usr/bin/echoscu", "-aet", calling, "-aec", "ORCA", "127.0.0.1", str(port)]
+        done = subprocess.run(command, capture_output=True, check=False)
+        if done.returncode == 0:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing answered on {port}")
+
+
+def ours(stack: Any, files: list[Path], senders: int, disk: Path) -> tuple[float, float]:
+    """(seconds to acknowledge all, seconds until all are in S3)."""
+    from orca_imaging import repository
+    from orca_imaging.models import DicomNodeModel
+
+    calling, clinic = f"B{uuid.uuid4().hex[:10].upper()}", f"bench-{uuid.uuid4().hex[:8]}"
+    DicomNodeModel(ae_title=calling, clinic_id=clinic).save()
+    repository.forget_dicom_nodes()
+    port, health = _free_port(), _free_port()
+    env = {
+        **os.environ,  # the local stack's settings, set when it started
+        "TCP_NODELAY": "1",
+        "ORCA_SPOOL_DIR": str(disk / f"spool-{clinic}"),
+        "ORCA_DICOM_PORT": str(port),
+        "ORCA_HEALTH_PORT": str(health),
+        "ORCA_SPOOL_MAX_BYTES": str(40 * 1024**3),
+    }
+    log = disk / f"service-{clinic}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen([sys.executable, str(SERVICE)], env=env, stdout=output, stderr=output)
+    try:
+        try:
+            wait_for_port(port, calling)
+        except TimeoutError:
+            raise TimeoutError(log.read_text()[-3000:]) from None
+        s3, bucket = stack.client("s3"), stack.resources.values["originals_bucket"]
+        started = time.perf_counter()
+        acknowledged = send(port, calling, files, senders)
+        while True:
+            listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"clinic/{clinic}/original/", MaxKeys=1000)
+            if listed.get("KeyCount", 0) >= len(files):
+                return acknowledged, time.perf_counter() - started
+            time.sleep(0.05)
+    finally:
+        process.terminate()
+        process.wait(120)
+
+
+def storescp(files: list[Path], senders: int, disk: Path) -> float:
+    port, out = _free_port(), Path(tempfile.mkdtemp(dir=disk))
+    command = [STORESCP, "+B", "--max-pdu", PDU, "-aet", "ORCA", "-od", str(out), str(port)]
+    process = subprocess.Popen(command, env=NODELAY, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        return send(port, "BENCH", files, senders)
+    finally:
+        process.terminate()
+        process.wait(30)
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def orthanc(files: list[Path], senders: int, disk: Path) -> float:
+    folder = Path(tempfile.mkdtemp(dir=disk))
+    port, http = _free_port(), _free_port()
+    config = {
+        "Name": "bench",
+        "StorageDirectory": str(folder),
+        "IndexDirectory": str(folder),
+        "DicomAet": "ORCA",
+        "DicomPort": port,
+        "HttpPort": http,
+        "Plugins": [],
+        "RemoteAccessAllowed": False,
+        "MaximumPduLength": int(PDU),
+    }
+    (folder / "orthanc.json").write_text(json.dumps(config))
+    process = subprocess.Popen(
+        [ORTHANC, str(folder / "orthanc.json")],
+        env=NODELAY,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        return send(port, "BENCH", files, senders)
+    finally:
+        process.terminate()
+        process.wait(60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def inside() -> None:
+    """In the private namespace: every receiver, every set, one sender and four."""
+    from orca_imaging.local.stack import LocalStack, LocalStackConfig
+
+    results: dict[str, Any] = {}
+    with (
+        tempfile.TemporaryDirectory(dir="/dev/shm") as shm,
+        tempfile.TemporaryDirectory(dir="/var/tmp") as disk,
+    ):
+        sets = make_sets(Path(shm))
+        sizes = {name: sum(p.stat().st_size for p in files) for name, files in sets.items()}
+        stack = LocalStack(LocalStackConfig(state_dir=Path(disk) / "state", web_root=None)).start()
+        try:
+            for pump in stack.pumps:  # receiving and draining only: no ingest competing for the cores
+                pump.stop()
+            for name, files in sets.items():
+                for senders in (1, 4):
+                    acknowledged, in_s3 = ours(stack, files, senders, Path(disk))
+                    results[f"{name}/{senders}"] = {
+                        "files": len(files),
+                        "bytes": sizes[name],
+                        "ours": acknowledged,
+                        "ours_s3": in_s3,
+                        "storescp": storescp(files, senders, Path(disk)),
+                        "orthanc": orthanc(files, senders, Path(disk)),
+                    }
+        finally:
+            stack.stop()
+    print(json.dumps(results))
+
+
+def main() -> None:
+    if "--inside" in sys.argv:
+        inside()
+        return
+    if os.geteuid() != 0 or not all(map(shutil.which, (STORESCU, STORESCP, ORTHANC))):
+        print("DICOM service benchmark skipped: needs root (for unshare), dcmtk and Orthanc", file=sys.stderr)
+        return
+    command = f"ip link set lo up && exec {sys.executable} -m bench.dicom_service --inside"
+    done = subprocess.run(["unshare", "-n", "sh", "-c", command], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        print(done.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(done.returncode)
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    print("| set, senders | ours: acknowledged | ours: last in S3 | dcmtk storescp +B | Orthanc "
+          "| ours / storescp | ours / Orthanc | target |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for key, r in results.items():
+        name, senders = key.split("/")
+        rate = {k: r["files"] / r[k] for k in ("ours", "ours_s3", "storescp", "orthanc")}
+        mb = r["bytes"] / 1e6 / r["ours"]
+        target = {"PX": ">= 300 MB/s", "CT": ">= 234 files/s"}[name]
+        if senders == "4":
+            one = results[f"{name}/1"]
+            target += f"; 4 senders >= 1.6x one (here {one['ours'] / r['ours']:.2f}x)"
+        print(
+            f"| {name} x{r['files']}, {senders} | {rate['ours']:.0f} files/s ({mb:.0f} MB/s) "
+            f"| {rate['ours_s3']:.0f} files/s | {rate['storescp']:.0f} files/s "
+            f"| {rate['orthanc']:.0f} files/s "
+            f"| {rate['ours'] / rate['storescp']:.2f}x | {rate['ours'] / rate['orthanc']:.2f}x | {target} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
