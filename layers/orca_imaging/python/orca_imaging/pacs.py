@@ -17,6 +17,7 @@ the node; logs carry AE titles, UIDs and counts, never the patient data a query 
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -192,49 +193,38 @@ def _pacs(principal: Principal, ae_title: str) -> DicomNodeModel:
     return node
 
 
-class _association:  # noqa: N801 (used as a context manager, like open())
-    """An association with the PACS for these models, released (or aborted) on leaving."""
-
-    def __init__(
-        self,
-        node: DicomNodeModel,
-        settings: ApiSettings,
-        models: list[str],
-        *,
-        receiver: _GetReceiver | None = None,
-    ) -> None:
-        ae = AE(ae_title=settings.ae_title)
-        ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.pacs_timeout_seconds
-        ae.maximum_pdu_size = 128 * 1024
-        for model in models:
-            ae.add_requested_context(model)
-        roles = []
-        if receiver is not None:  # C-GET: the PACS stores to us on this association
-            for context in StoragePresentationContexts[: 128 - len(models)]:  # 128 at most
-                storage = str(context.abstract_syntax)
-                ae.add_requested_context(storage, ALL_TRANSFER_SYNTAXES)
-                roles.append(build_role(storage, scp_role=True))
-        self.ae, self.node, self.roles, self.receiver = ae, node, roles, receiver
-
-    def __enter__(self) -> Association:
-        handlers = [(evt.EVT_C_STORE, self.receiver.on_store)] if self.receiver else []
-        assoc = self.ae.associate(
-            str(self.node.host),
-            int(self.node.port or 0),
-            ae_title=self.node.ae_title,
-            ext_neg=self.roles or None,  # type: ignore[arg-type]
-            evt_handlers=handlers,  # type: ignore[arg-type]
-        )
-        if not assoc.is_established:
-            metrics.add_metric(name="PacsAssociationsFailed", unit="Count", value=1)
-            logger.warning("PACS association failed", extra={"node": self.node.ae_title})
-            raise RemoteNodeError("the PACS could not be reached or refused the association")
-        self.assoc = assoc
-        return assoc
-
-    def __exit__(self, *exc: object) -> None:
-        if self.assoc.is_established:
-            self.assoc.release()
+@contextmanager
+def _association(
+    node: DicomNodeModel, settings: ApiSettings, models: list[str], *, receiver: _GetReceiver | None = None
+) -> Iterator[Association]:
+    """An association with the PACS for these models, released on leaving."""
+    ae = AE(ae_title=settings.ae_title)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = settings.pacs_timeout_seconds
+    ae.maximum_pdu_size = 128 * 1024
+    for model in models:
+        ae.add_requested_context(model)
+    roles = []
+    if receiver is not None:  # C-GET: the PACS stores to us on this association
+        for context in StoragePresentationContexts[: 128 - len(models)]:  # 128 contexts at most
+            storage = str(context.abstract_syntax)
+            ae.add_requested_context(storage, ALL_TRANSFER_SYNTAXES)
+            roles.append(build_role(storage, scp_role=True))
+    assoc = ae.associate(
+        str(node.host),
+        int(node.port or 0),
+        ae_title=node.ae_title,
+        ext_neg=roles or None,  # type: ignore[arg-type]
+        evt_handlers=[(evt.EVT_C_STORE, receiver.on_store)] if receiver else None,
+    )
+    if not assoc.is_established:
+        metrics.add_metric(name="PacsAssociationsFailed", unit="Count", value=1)
+        logger.warning("PACS association failed", extra={"node": node.ae_title})
+        raise RemoteNodeError("the PACS could not be reached or refused the association")
+    try:
+        yield assoc
+    finally:
+        if assoc.is_established:
+            assoc.release()
 
 
 def _modalities(assoc: Association, node: DicomNodeModel, study: dict[str, Any]) -> list[str]:
