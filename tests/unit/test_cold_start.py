@@ -46,3 +46,22 @@ def test_handler_resumes_collection_once_started(module: str) -> None:
         check=True,
     )
     assert out.stdout.split() == ["True", "True", "True"]
+
+
+def test_the_api_starts_without_the_dicom_libraries() -> None:
+    """pydicom and pynetdicom (~200 ms together here) serve two admin routes and the SCP;
+    the API loads them on the first PACS request, not at every cold start."""
+    probe = (
+        "import sys\n"
+        "import functions.upload_url.handler\n"
+        "print(sorted(m for m in ('pydicom', 'pynetdicom', 'numpy') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=placeholder_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"

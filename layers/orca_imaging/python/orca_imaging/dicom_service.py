@@ -11,7 +11,7 @@ Who may send: the calling AE title must be a registered node (see `DicomNodes`);
 with a CIDR must also call from inside it; the called AE title must be ours. Anything else
 is refused at association. Logs carry AE titles, addresses and ids, never patient data.
 
-A Worklist C-FIND answers from the calling node's clinic's worklist only (`worklist.py`).
+A Worklist C-FIND answers from the calling node's clinic's worklist only (`worklist_scp.py`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
@@ -29,7 +28,6 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at impo
 )
 
 from orca_imaging.errors import SpoolFullError
-from orca_imaging.ids import new_image_id
 from orca_imaging.nodes import DicomNode
 from orca_imaging.observability import logger, metrics
 from orca_imaging.spool import Arrival
@@ -217,12 +215,10 @@ class DicomService:
         except Exception:  # a dataset the peer encoded wrongly
             metrics.add_metric(name="DicomStoresFailed", unit="Count", value=1)
             return CANNOT_UNDERSTAND
-        arrival = Arrival(
+        arrival = Arrival.now(
             clinic_id=node.clinic_id,
-            image_id=new_image_id(),
             calling_ae=node.ae_title,
             source_address=event.assoc.requestor.address,
-            received_at=datetime.now(UTC).isoformat(),
             sop_instance_uid=sop_instance,
         )
         try:

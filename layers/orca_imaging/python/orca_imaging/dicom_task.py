@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orca_imaging import clients, repository, worklist
+from orca_imaging import clients, repository, worklist_scp
 from orca_imaging.dicom_service import DicomService, ServiceConfig
 from orca_imaging.drainer import Drainer
 from orca_imaging.errors import ConfigurationError
@@ -35,7 +35,7 @@ class DicomTask:
             ),
             self.spool,
             nodes=repository.dicom_nodes,
-            worklist=worklist.find,
+            worklist=worklist_scp.find,
         )
         originals = ReceivedOriginals(
             clients.s3(), bucket=settings.originals_bucket, kms_key_id=settings.kms_key_id

@@ -24,10 +24,12 @@ import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from orca_imaging.errors import SpoolFullError
+from orca_imaging.ids import new_image_id
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -48,6 +50,18 @@ class Arrival:
     source_address: str
     received_at: str  # ISO 8601, UTC
     sop_instance_uid: str
+
+    @classmethod
+    def now(cls, *, clinic_id: str, calling_ae: str, source_address: str, sop_instance_uid: str) -> Arrival:
+        """An object arriving now, as a new image of the clinic."""
+        return cls(
+            clinic_id=clinic_id,
+            image_id=new_image_id(),
+            calling_ae=calling_ae,
+            source_address=source_address,
+            received_at=datetime.now(UTC).isoformat(),
+            sop_instance_uid=sop_instance_uid,
+        )
 
 
 @dataclass(frozen=True)
@@ -135,10 +149,10 @@ class Spool:
             yield Spooled(path, arrival)
 
     def remove(self, spooled: Spooled) -> None:
-        """Only once S3 has the object."""
+        """Only once S3 has the object. Not fsynced: a removal lost in a crash only sends the
+        object again, and its conditional write finds it already there."""
         spooled.path.unlink(missing_ok=True)
         spooled.path.with_suffix(".json").unlink(missing_ok=True)
-        _fsync_directory(self.ready)
 
 
 def _try_lock(path: Path) -> TextIO | None:
