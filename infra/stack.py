@@ -83,7 +83,10 @@ class ImagingStack(Stack):
                 resource_values=resource_values,
                 key=key,
                 vpc=network.vpc,
-                security_group=network.functions_security_group,
+                security_groups=[
+                    network.functions_security_group,
+                    *([network.pacs_client_security_group] if spec.calls_pacs else []),
+                ],
                 log_retention=retention,
                 reserved_concurrency=int(self.node.try_get_context("reservedConcurrency") or 20),
             ).function
@@ -137,7 +140,9 @@ class ImagingStack(Stack):
             alarm_topic=self.alarms,
             root=ROOT,
         )
-        self.dicom.serve_pacs_queries(functions["upload_url"], network.functions_security_group)
+        for spec in FUNCTIONS:
+            if spec.calls_pacs:
+                self.dicom.serve_pacs_queries(functions[spec.name], network.pacs_client_security_group)
         notifications = self.node.try_find_child("BucketNotificationsHandler050a0587b7544547bf325f094a3db834")
         if notifications is not None:
             acknowledge(

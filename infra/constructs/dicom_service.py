@@ -326,11 +326,12 @@ class DicomService(Construct):
             {"AwsSolutions-SMG4": rotation, "HIPAA.Security-SecretsManagerRotationEnabled": rotation},
         )
 
-    def serve_pacs_queries(self, function: lambda_.Function, security_group: ec2.ISecurityGroup) -> None:
-        """The API's PACS query and retrieve (`pacs.py`): it calls the clinics' PACS over the
-        VPN, as our AE title, which is also where a C-MOVE sends the study."""
+    def serve_pacs_queries(self, function: lambda_.Function, client_group: ec2.SecurityGroup) -> None:
+        """A function running PACS query and retrieve (`pacs.py`) calls the clinics' PACS over
+        the VPN as our AE title, which is also where a C-MOVE sends the study; `client_group`
+        is the security group only such functions have."""
         function.add_environment("ORCA_AE_TITLE", self.ae_title.string_value)
-        security_group.add_egress_rule(
+        client_group.add_egress_rule(
             ec2.Peer.ipv4(self.client_cidr.value_as_string),
             ec2.Port.all_tcp(),  # PACS listen on 104, 4242, 11112 or whatever their admin chose
             "PACS query/retrieve over the VPN",

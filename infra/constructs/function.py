@@ -45,7 +45,7 @@ class ImagingFunction(Construct):
         resource_values: dict[str, str],
         key: kms.IKey,
         vpc: ec2.IVpc,
-        security_group: ec2.ISecurityGroup,
+        security_groups: list[ec2.ISecurityGroup],
         log_retention: logs.RetentionDays,
         reserved_concurrency: int,
     ) -> None:
@@ -85,7 +85,7 @@ class ImagingFunction(Construct):
             environment_encryption=key,
             vpc=vpc,
             vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
-            security_groups=[security_group],
+            security_groups=security_groups,
             reserved_concurrent_executions=reserved_concurrency,
         )
         acknowledge(

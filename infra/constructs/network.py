@@ -61,6 +61,15 @@ class Network(Construct):
         self.functions_security_group.add_egress_rule(
             ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS; isolated subnets route only to VPC endpoints"
         )
+        # Its one rule, egress to the clinics' VPN, is added by the DICOM service, which holds
+        # that range; only functions that call PACS get this group.
+        self.pacs_client_security_group = ec2.SecurityGroup(
+            self,
+            "PacsClientSg",
+            vpc=self.vpc,
+            description="Functions calling PACS: egress to the VPN only",
+            allow_all_outbound=False,
+        )
         self.endpoints_security_group = endpoint_sg = ec2.SecurityGroup(
             self,
             "EndpointsSg",

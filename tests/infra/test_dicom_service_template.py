@@ -145,11 +145,25 @@ def test_the_api_calls_pacs_over_the_vpn_only_as_our_ae_title(synth: Synth) -> N
     api = synth.json["Resources"][synth.logical_id(synth.stack.functions["upload_url"])]["Properties"]
     title = synth.stack.resolve(synth.stack.dicom.ae_title.string_value)
     assert api["Environment"]["Variables"]["ORCA_AE_TITLE"] == title
-    functions_sg = synth.logical_id(synth.stack.network.functions_security_group)
-    egress = synth.json["Resources"][functions_sg]["Properties"]["SecurityGroupEgress"]
+    shared, pacs_client = (
+        synth.logical_id(group)
+        for group in (
+            synth.stack.network.functions_security_group,
+            synth.stack.network.pacs_client_security_group,
+        )
+    )
+    groups = api["VpcConfig"]["SecurityGroupIds"]
+    assert {"Fn::GetAtt": [pacs_client, "GroupId"]} in groups
     cidr = {"Ref": synth.stack.resolve(synth.stack.dicom.client_cidr.logical_id)}
-    # HTTPS to the VPC endpoints, and TCP to the VPN's range: nothing else.
-    assert sorted((r["CidrIp"] == cidr, r["IpProtocol"], r.get("FromPort")) for r in egress) == [
-        (False, "tcp", 443),
-        (True, "tcp", 0),
-    ]
+
+    def egress(group: str) -> list[tuple[bool, str, int | None]]:
+        rules = synth.json["Resources"][group]["Properties"]["SecurityGroupEgress"]
+        return sorted((r["CidrIp"] == cidr, r["IpProtocol"], r.get("FromPort")) for r in rules)
+
+    # The API's own group reaches the VPN's range; the group every function shares does not.
+    assert egress(pacs_client) == [(True, "tcp", 0)]
+    assert egress(shared) == [(False, "tcp", 443)]
+    for name, function in synth.stack.functions.items():
+        if name != "upload_url":
+            vpc = synth.json["Resources"][synth.logical_id(function)]["Properties"]["VpcConfig"]
+            assert {"Fn::GetAtt": [pacs_client, "GroupId"]} not in vpc["SecurityGroupIds"]

@@ -102,6 +102,7 @@ class FunctionSpec:
     memory_mb: int
     timeout_seconds: int
     description: str
+    calls_pacs: bool = False  # PACS query/retrieve: network egress to the clinics' VPN
 
     @property
     def handler(self) -> str:
@@ -118,6 +119,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         memory_mb=512,
         timeout_seconds=29,  # API Gateway's own limit: a PACS query or retrieve may take it
         description="Imaging API: upload targets, batches, records",
+        calls_pacs=True,
     ),
     FunctionSpec(
         name="process_image",
