@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVICE = ROOT / "services" / "dicom_scp" / "main.py"
 STORESCU, STORESCP, ORTHANC = "/usr/bin/storescu", "/usr/bin/storescp", "/usr/sbin/Orthanc"
 NODELAY = {**os.environ, "TCP_NODELAY": "1"}
 PDU = "131072"
@@ -49,7 +48,6 @@ def make_sets(folder: Path) -> dict[str, list[Path]]:
     from pydicom import dcmread
     from pydicom.uid import generate_uid
 
-    sys.path.insert(0, str(ROOT))
     from tests.fixtures.dental_dicom import dental_object
 
     sets: dict[str, list[Path]] = {}
@@ -85,10 +83,10 @@ def send(port: int, calling: str, files: list[Path], senders: int) -> float:
     return time.perf_counter() - started
 
 
-def wait_for_port(port: int, calling: str = "BENCH", timeout: float = 60) -> None:
+def wait_for_port(port: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        command = ["/usr/bin/echoscu", "-aet", calling, "-aec", "ORCA", "127.0.0.1", str(port)]
+        command = ["/usr/bin/echoscu", "-aet", "BENCH", "-aec", "ORCA", "127.0.0.1", str(port)]
         done = subprocess.run(command, capture_output=True, check=False)
         if done.returncode == 0:
             return
@@ -100,81 +98,58 @@ def ours(stack: Any, files: list[Path], senders: int, disk: Path) -> tuple[float
     """(seconds to acknowledge all, seconds until all are in S3)."""
     from orca_imaging import repository
     from orca_imaging.models import DicomNodeModel
+    from tests.integration.test_dicom_service_faults import ServiceProcess
 
     calling, clinic = f"B{uuid.uuid4().hex[:10].upper()}", f"bench-{uuid.uuid4().hex[:8]}"
-    DicomNodeModel(ae_title=calling, clinic_id=clinic).save()
-    repository.forget_dicom_nodes()
-    port, health = _free_port(), _free_port()
-    env = {
-        **os.environ,  # the local stack's settings, set when it started
-        "TCP_NODELAY": "1",
-        "ORCA_SPOOL_DIR": str(disk / f"spool-{clinic}"),
-        "ORCA_DICOM_PORT": str(port),
-        "ORCA_HEALTH_PORT": str(health),
-        "ORCA_SPOOL_MAX_BYTES": str(40 * 1024**3),
-    }
-    log = disk / f"service-{clinic}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen([sys.executable, str(SERVICE)], env=env, stdout=output, stderr=output)
+    repository.put_dicom_node(DicomNodeModel(ae_title=calling, clinic_id=clinic))
+    service = ServiceProcess(disk / f"spool-{clinic}")  # as Fargate runs it, with the stack's settings
     try:
-        try:
-            wait_for_port(port, calling)
-        except TimeoutError:
-            raise TimeoutError(log.read_text()[-3000:]) from None
         s3, bucket = stack.client("s3"), stack.resources.values["originals_bucket"]
         started = time.perf_counter()
-        acknowledged = send(port, calling, files, senders)
+        acknowledged = send(service.dicom_port, calling, files, senders)
         while True:
             listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"clinic/{clinic}/original/", MaxKeys=1000)
             if listed.get("KeyCount", 0) >= len(files):
                 return acknowledged, time.perf_counter() - started
             time.sleep(0.05)
     finally:
-        process.terminate()
-        process.wait(120)
+        service.stop()
 
 
-def storescp(files: list[Path], senders: int, disk: Path) -> float:
-    port, out = _free_port(), Path(tempfile.mkdtemp(dir=disk))
-    command = [STORESCP, "+B", "--max-pdu", PDU, "-aet", "ORCA", "-od", str(out), str(port)]
+def peer(command: list[str], port: int, scratch: Path, files: list[Path], senders: int) -> float:
+    """Seconds for a peer receiver, started by `command` on `port`, to take every file."""
     process = subprocess.Popen(command, env=NODELAY, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for_port(port)
         return send(port, "BENCH", files, senders)
     finally:
         process.terminate()
-        process.wait(30)
-        shutil.rmtree(out, ignore_errors=True)
+        process.wait(60)  # Orthanc takes a few seconds to exit
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def storescp(files: list[Path], senders: int, disk: Path) -> float:
+    port, out = _free_port(), Path(tempfile.mkdtemp(dir=disk))
+    command = [STORESCP, "+B", "--max-pdu", PDU, "-aet", "ORCA", "-od", str(out), str(port)]
+    return peer(command, port, out, files, senders)
 
 
 def orthanc(files: list[Path], senders: int, disk: Path) -> float:
     folder = Path(tempfile.mkdtemp(dir=disk))
-    port, http = _free_port(), _free_port()
+    port = _free_port()
     config = {
         "Name": "bench",
         "StorageDirectory": str(folder),
         "IndexDirectory": str(folder),
         "DicomAet": "ORCA",
         "DicomPort": port,
-        "HttpPort": http,
+        "HttpPort": _free_port(),
         "Plugins": [],
         "RemoteAccessAllowed": False,
         "MaximumPduLength": int(PDU),
     }
     (folder / "orthanc.json").write_text(json.dumps(config))
-    process = subprocess.Popen(
-        [ORTHANC, str(folder / "orthanc.json")],
-        env=NODELAY,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port)
-        return send(port, "BENCH", files, senders)
-    finally:
-        process.terminate()
-        process.wait(60)
-        shutil.rmtree(folder, ignore_errors=True)
+    return peer([ORTHANC, str(folder / "orthanc.json")], port, folder, files, senders)
 
 
 def inside() -> None:
