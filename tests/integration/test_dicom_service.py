@@ -45,8 +45,10 @@ def service_port(stack: LocalStack) -> int:
 
 
 def new_clinic_with_node(stack: LocalStack, **node: Any) -> tuple[ApiClient, str]:
+    """A new clinic whose admin registers a node: `node` is the request's other fields (and
+    its `aeTitle`, when the test needs a particular one)."""
     clinic = f"clinic-{uuid.uuid4().hex[:10]}"
-    ae_title = f"DEV{uuid.uuid4().hex[:8].upper()}"
+    ae_title = node.pop("aeTitle", f"DEV{uuid.uuid4().hex[:8].upper()}")
     admin = ApiClient(stack, clinic, Role.CLINIC_ADMIN)
     response = admin.post("/dicom/nodes", {"aeTitle": ae_title, **node})
     assert response.status_code == 201, response.text

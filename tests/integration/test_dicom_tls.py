@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.conftest import CORPUS
-from tests.integration.test_dicom_service import STORESCU, _dcmtk, new_clinic_with_node, stored_objects
+from tests.integration.test_dicom_service import (
+    STORESCU,
+    _dcmtk,
+    new_clinic_with_node,
+    sop_instance,
+    stored_objects,
+)
 from tests.integration.test_dicom_service_faults import ServiceProcess
 
 if TYPE_CHECKING:
@@ -80,7 +86,8 @@ def test_a_device_stores_over_tls_and_the_object_arrives(
     admin, ae_title = device
     done = send(service, ae_title, "+tla", "+cf", str(pki / "ca.pem"))  # anonymous, verifying us
     assert done.returncode == 0, done.stderr
-    stack.wait_until(lambda: len(stored_objects(stack, admin.clinic)) == 1, timeout=60)
+    (arrived,) = stack.wait_until(lambda: stored_objects(stack, admin.clinic) or None, timeout=60)
+    assert sop_instance(arrived) == sop_instance(OBJECT.read_bytes())
     plain_to_tls = [
         STORESCU,
         "-aet",

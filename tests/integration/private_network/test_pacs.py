@@ -27,7 +27,7 @@ from orca_imaging.local.stack import free_port
 from tests.conftest import require_tool
 from tests.fixtures.dental_dicom import dental_object
 from tests.integration.conftest import ApiClient
-from tests.integration.test_dicom_service import service_port, stored_objects
+from tests.integration.test_dicom_service import new_clinic_with_node, service_port, stored_objects
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -100,11 +100,7 @@ class Pacs:
 
 def register(stack: LocalStack, ae_title: str, port: int) -> ApiClient:
     """A clinic whose admin registers the PACS: a node with a host and port."""
-    admin = ApiClient(stack, f"clinic-{uuid.uuid4().hex[:10]}", Role.CLINIC_ADMIN)
-    node = {"aeTitle": ae_title, "host": "127.0.0.1", "port": port, "description": "old PACS"}
-    response = admin.post("/dicom/nodes", node)
-    assert response.status_code == 201, response.text
-    repository.forget_dicom_nodes()
+    admin, _ = new_clinic_with_node(stack, aeTitle=ae_title, host="127.0.0.1", port=port)
     return admin
 
 
