@@ -1,57 +1,123 @@
 """The DICOM service's entry point on Fargate: the SCP, the drainer and `/health`.
 
 Wiring only (see `orca_imaging.dicom_service`, `drainer`, `spool`). Settings come from the
-environment (the task definition, with values from SSM). On SIGTERM the service stops
-accepting, lets in-flight associations finish within the stop timeout, and leaves the
-spool as it is: whatever was acknowledged is on EFS, and the next task drains it.
+environment (the task definition, with values from SSM).
+
+pynetdicom holds the GIL for most of a transfer, so one process receives on one core. The
+task therefore runs `ORCA_RECEIVERS` receiving processes (default: one per core) on the
+same ports, started as this command with `--receiver`; the kernel spreads associations over
+them. This process drains the spool and answers `/health`: the drainer's work (hashing,
+signing, sending) never competes for a receiver's GIL. A receiver dies with this process;
+one that exits on its own makes `/health` fail, so ECS replaces the task (gracefully: what
+the others are receiving still finishes).
+
+On SIGTERM every process stops accepting, lets in-flight associations finish within the
+stop timeout, and leaves the spool as it is: whatever was acknowledged is on EFS, and the
+next task drains it.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
+import subprocess
+import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 from orca_imaging import repository
+from orca_imaging.dicom_service import echo
 from orca_imaging.dicom_task import DicomTask
 from orca_imaging.observability import logger, metrics
 from orca_imaging.settings import ScpSettings, load
 
 if TYPE_CHECKING:
-    from orca_imaging.dicom_service import DicomService
+    from collections.abc import Callable
+
     from orca_imaging.spool import Spool
 
+# In a private subnet, behind an NLB reachable only from the VPN.
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104
+RECEIVER = "--receiver"
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 
-def main() -> int:
+
+def main(argv: list[str]) -> int:
     settings = load(ScpSettings)
     repository.bind_tables(settings)
-    # In a private subnet, behind an NLB reachable only from the VPN.
-    task = DicomTask(settings, host="0.0.0.0")  # noqa: S104
-    stopping = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
+    if RECEIVER in argv:
+        return receive(settings, parent=int(argv[argv.index(RECEIVER) + 1]))
+    return serve(settings)
+
+
+def serve(settings: ScpSettings) -> int:
+    """The task's first process: runs the receivers, drains the spool, answers `/health`."""
+    stopping = _stop_on_signals()
+    count = settings.receivers or len(os.sched_getaffinity(0))
+    # The same command line, marked as a receiver of this process.
+    command = [sys.executable, *sys.orig_argv[1:], RECEIVER, str(os.getpid())]
+    receivers = [subprocess.Popen(command) for _ in range(count)]
+    task = DicomTask(settings, receives=False)
     task.start()
-    # Bound only once the SCP is up: a port that accepts but never answers would look
-    # like a hung task to the health check rather than one still starting.
-    health = ThreadingHTTPServer(("0.0.0.0", settings.health_port), _health_handler(task.service))  # noqa: S104
+
+    def healthy() -> bool:
+        exited = [receiver.pid for receiver in receivers if receiver.poll() is not None]
+        if exited:
+            logger.error("a receiving process exited", extra={"pids": exited})
+        return not exited and echo(settings.dicom_port, settings.ae_title)
+
+    health = ThreadingHTTPServer((ALL_INTERFACES, settings.health_port), _health_handler(healthy))
     threading.Thread(target=health.serve_forever, name="health", daemon=True).start()
-    threading.Thread(target=publish_metrics, args=(task.spool, stopping), name="metrics", daemon=True).start()
+    threading.Thread(target=publish_metrics, args=(stopping, task.spool), name="metrics", daemon=True).start()
+    logger.info("DICOM service started", extra={"receivers": count})
     stopping.wait()
     logger.info("stopping: no new associations; finishing those in flight")
-    task.stop(timeout=settings.stop_timeout_seconds)
+    for receiver in receivers:
+        receiver.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + settings.stop_timeout_seconds + 5
+    for receiver in receivers:
+        try:
+            receiver.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            receiver.kill()
+    task.stop(timeout=0)  # the drainer, once nothing more can arrive
     health.shutdown()
     metrics.flush_metrics()
     return 0
 
 
-def _health_handler(service: DicomService) -> type[BaseHTTPRequestHandler]:
+def receive(settings: ScpSettings, *, parent: int) -> int:
+    """A receiving process: receives only, and dies with the first one."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the first one died before we asked to die with it
+        return 1
+    stopping = _stop_on_signals()
+    task = DicomTask(settings, host=ALL_INTERFACES, shared_port=True, drains=False)
+    task.start()
+    threading.Thread(target=publish_metrics, args=(stopping,), name="metrics", daemon=True).start()
+    stopping.wait()
+    task.stop(timeout=settings.stop_timeout_seconds)
+    metrics.flush_metrics()
+    return 0
+
+
+def _stop_on_signals() -> threading.Event:
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    return stopping
+
+
+def _health_handler(healthy: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
     class Health(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            healthy = self.path == "/health" and service.echo_self()
-            self.send_response(200 if healthy else 503)
+            ok = self.path == "/health" and healthy()
+            self.send_response(200 if ok else 503)
             self.end_headers()
-            self.wfile.write(b"ok" if healthy else b"unhealthy")
+            self.wfile.write(b"ok" if ok else b"unhealthy")
 
         def log_message(self, *args: object) -> None:  # the access log is noise here
             pass
@@ -59,14 +125,16 @@ def _health_handler(service: DicomService) -> type[BaseHTTPRequestHandler]:
     return Health
 
 
-def publish_metrics(spool: Spool, stopping: threading.Event, every_seconds: float = 60) -> None:
-    """Outside Lambda nothing flushes Powertools' metrics: once a minute, add the spool's
-    depth (the backlog alarm's metric) and write everything counted as one EMF line."""
+def publish_metrics(stopping: threading.Event, spool: Spool | None = None, every_seconds: float = 60) -> None:
+    """Outside Lambda nothing flushes Powertools' metrics: once a minute, write everything
+    this process counted as one EMF line; the draining process adds the spool's depth (the
+    backlog alarm's metric)."""
     while not stopping.wait(every_seconds):
-        metrics.add_metric(name="DicomSpoolDepth", unit="Count", value=spool.depth())
-        metrics.add_metric(name="DicomSpoolBytes", unit="Bytes", value=spool.used_bytes())
+        if spool is not None:
+            metrics.add_metric(name="DicomSpoolDepth", unit="Count", value=spool.depth())
+            metrics.add_metric(name="DicomSpoolBytes", unit="Bytes", value=spool.used_bytes())
         metrics.flush_metrics()
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv))

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -25,7 +26,6 @@ from tests.unit.test_spool import partial_writes
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from orca_imaging.local.stack import LocalStack
 
@@ -69,6 +69,14 @@ class ServiceProcess:
             time.sleep(0.1)
         raise TimeoutError("the DICOM service never became healthy")
 
+    def receivers(self) -> list[int]:
+        """The task's receiving processes (children of the first)."""
+        pid = self.process.pid
+        try:
+            return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+        except FileNotFoundError:  # the first one is gone
+            return []
+
     def send(self, ae_title: str, files: list[Path]) -> subprocess.Popen[str]:
         """dcmtk storescu, one association, verbose so each response is in its output."""
         command = [STORESCU, "-v", "-aet", ae_title, "-aec", "ORCA", "127.0.0.1", str(self.dicom_port)]
@@ -104,6 +112,14 @@ def processes() -> Iterator[list[ServiceProcess]]:
         process.stop()
 
 
+def running(pid: int) -> bool:
+    """Alive: neither gone nor a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def spooled(spool_dir: Path) -> int:
     """Objects waiting in a spool (read, not opened: opening a Spool starts a task of its own)."""
     return len(list((spool_dir / "ready").glob("*.dcm")))
@@ -131,7 +147,9 @@ class Transfer:
         self, stack: LocalStack, spool_dir: Path, radiographs: list[Path], processes: list[ServiceProcess]
     ) -> None:
         self.admin, self.ae_title = new_clinic_with_node(stack)
-        self.first = ServiceProcess(spool_dir, bucket="no-such-bucket")
+        # Two receiving processes (as on Fargate's two cores): the sender's association is
+        # in either, and the faults must reach both.
+        self.first = ServiceProcess(spool_dir, bucket="no-such-bucket", receivers="2")
         processes.append(self.first)
         self.sender = self.first.send(self.ae_title, radiographs)
         wait_for_spooled(spool_dir, 3, self.sender)
@@ -143,7 +161,10 @@ def test_killed_mid_association_the_sender_sees_failure_and_the_next_task_drains
     spool_dir = tmp_path / "spool"
     transfer = Transfer(stack, spool_dir, radiographs, processes)
     admin, sender = transfer.admin, transfer.sender
+    receivers = transfer.first.receivers()
+    assert len(receivers) == 2
     transfer.first.process.send_signal(signal.SIGKILL)
+    stack.wait_until(lambda: not any(map(running, receivers)), timeout=10)  # they died with it
     output, _ = sender.communicate(timeout=60)
     assert sender.returncode != 0  # the device knows the transfer failed, and will resend
     told_success = acknowledged(output)
@@ -177,7 +198,9 @@ def test_sigterm_finishes_the_association_in_flight_refuses_new_ones_and_leaves_
 
     output, _ = sender.communicate(timeout=120)
     assert sender.returncode == 0 and acknowledged(output) == OBJECTS  # the one in flight completed
+    receivers = first.receivers()
     assert first.process.wait(60) == 0
+    assert receivers and not any(map(running, receivers))  # stopped by the first
     assert spooled(spool_dir) == OBJECTS  # S3 refused; all kept
 
     processes.append(ServiceProcess(spool_dir))

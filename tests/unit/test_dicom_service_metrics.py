@@ -23,7 +23,7 @@ def test_spool_depth_is_published_as_emf_without_any_invocation_to_flush_it(
     for n in range(3):
         spool.put(b"object", arrival(n))
     stopping = threading.Event()
-    publisher = threading.Thread(target=publish_metrics, args=(spool, stopping, 0.05))
+    publisher = threading.Thread(target=publish_metrics, args=(stopping, spool, 0.05))
     publisher.start()
     threading.Timer(0.3, stopping.set).start()
     publisher.join(5)

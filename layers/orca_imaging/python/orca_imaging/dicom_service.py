@@ -27,6 +27,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at impo
     Verification,
 )
 
+from orca_imaging.dicom_transport import AssociationServer
 from orca_imaging.errors import SpoolFullError
 from orca_imaging.nodes import DicomNode
 from orca_imaging.observability import logger, metrics
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
     from pydicom.dataset import Dataset
     from pynetdicom.events import Event
-    from pynetdicom.transport import ThreadedAssociationServer
 
     from orca_imaging.spool import Spool
 
@@ -66,6 +66,8 @@ class ServiceConfig:
     # DICOM TLS (PS3.15 B.1) on a port of its own, beside the plain one.
     tls: ssl.SSLContext | None = None
     tls_port: int = 2762
+    # Other processes of the task listen on the same ports (see dicom_transport.py).
+    shared_port: bool = False
 
 
 class DicomService:
@@ -82,8 +84,8 @@ class DicomService:
         self.spool = spool
         self._nodes = nodes
         self._worklist = worklist
-        self._server: ThreadedAssociationServer | None = None
-        self._tls_server: ThreadedAssociationServer | None = None
+        self._server: AssociationServer | None = None
+        self._tls_server: AssociationServer | None = None
         self._refused: set[int] = set()  # associations admitted by AE title but not by address
         self._lock = threading.Lock()
         ae = _NodeCheckingAE(ae_title=config.ae_title, nodes=nodes)
@@ -115,20 +117,25 @@ class DicomService:
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ESTABLISHED, self._on_established),
         ]
-        self._server = self.ae.start_server(
-            (self.config.host, self.config.port), block=False, evt_handlers=handlers
-        )
+        self._server = self._serve(self.config.port, handlers)
         if self.config.tls is not None:  # same AE, same checks: only the transport differs
-            self._tls_server = self.ae.start_server(
-                (self.config.host, self.config.tls_port),
-                block=False,
-                evt_handlers=handlers,
-                ssl_context=self.config.tls,
-            )
+            self._tls_server = self._serve(self.config.tls_port, handlers, self.config.tls)
         logger.info(
             "DICOM service listening",
             extra={"ae_title": self.config.ae_title, "port": self.port, "tls_port": self.tls_port},
         )
+
+    def _serve(self, port: int, handlers: list[Any], tls: ssl.SSLContext | None = None) -> AssociationServer:
+        server = self.ae.make_server(
+            (self.config.host, port),
+            evt_handlers=handlers,
+            ssl_context=tls,
+            server_class=AssociationServer,
+            shared_port=self.config.shared_port,
+        )
+        assert isinstance(server, AssociationServer)
+        threading.Thread(target=server.serve_forever, name=f"dicom-server-{port}", daemon=True).start()
+        return server
 
     def stop(self, timeout: float = 30) -> None:
         """Stop accepting, let in-flight associations finish (up to `timeout`), then close."""
@@ -145,18 +152,7 @@ class DicomService:
 
     def echo_self(self) -> bool:
         """C-ECHO from inside the task to the service: the health check."""
-        if self._server is None:
-            return False
-        scu = AE(ae_title=HEALTH_AE)
-        scu.add_requested_context(Verification)
-        assoc = scu.associate("127.0.0.1", self.port, ae_title=self.config.ae_title)
-        if not assoc.is_established:
-            return False
-        try:
-            status = assoc.send_c_echo()
-            return bool(status) and status.Status == SUCCESS
-        finally:
-            assoc.release()
+        return self._server is not None and echo(self.port, self.config.ae_title)
 
     # ------------------------------------------------------------ handlers
     def _node_of(self, event: Event) -> DicomNode | None:
@@ -241,6 +237,20 @@ class DicomService:
             },
         )
         return SUCCESS
+
+
+def echo(port: int, ae_title: str) -> bool:
+    """C-ECHO as the health check's AE to a service on this host: does it answer Success?"""
+    scu = AE(ae_title=HEALTH_AE)
+    scu.add_requested_context(Verification)
+    assoc = scu.associate("127.0.0.1", port, ae_title=ae_title)
+    if not assoc.is_established:
+        return False
+    try:
+        status = assoc.send_c_echo()
+        return bool(status) and status.Status == SUCCESS
+    finally:
+        assoc.release()
 
 
 class _NodeCheckingAE(AE):

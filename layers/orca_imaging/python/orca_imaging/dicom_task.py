@@ -1,6 +1,10 @@
 """What one task of the DICOM service runs, wired from its settings: the SCP, its spool and
 the drainer. The Fargate entry point (`services/dicom_scp/main.py`) and the embedded local
-stack (`local/dicom.py`) both start this."""
+stack (`local/dicom.py`) both start this.
+
+On Fargate a task runs one receiving process per core sharing the ports (see
+`dicom_transport.py`), and the first process only drains: each is a DicomTask doing one of
+the two, with a folder of its own in the spool, so each is a task as far as the spool knows."""
 
 from __future__ import annotations
 
@@ -21,36 +25,53 @@ if TYPE_CHECKING:
 
 
 class DicomTask:
-    def __init__(self, settings: ScpSettings, *, host: str) -> None:
+    def __init__(
+        self,
+        settings: ScpSettings,
+        *,
+        host: str = "127.0.0.1",
+        receives: bool = True,
+        drains: bool = True,
+        shared_port: bool = False,
+    ) -> None:
         self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
-        self.service = DicomService(
-            ServiceConfig(
-                ae_title=settings.ae_title,
-                host=host,
-                port=settings.dicom_port,
-                max_associations=settings.max_associations,
-                max_pdu_bytes=settings.max_pdu_bytes,
-                tls=tls_context(settings),
-                tls_port=settings.tls_port,
-            ),
-            self.spool,
-            nodes=repository.dicom_nodes,
-            worklist=worklist_scp.find,
-        )
-        originals = ReceivedOriginals(
-            clients.s3(), bucket=settings.originals_bucket, kms_key_id=settings.kms_key_id
-        )
-        self.drainer = Drainer(self.spool, originals)
+        self.service: DicomService | None = None
+        if receives:
+            self.service = DicomService(
+                ServiceConfig(
+                    ae_title=settings.ae_title,
+                    host=host,
+                    port=settings.dicom_port,
+                    max_associations=settings.max_associations,
+                    max_pdu_bytes=settings.max_pdu_bytes,
+                    tls=tls_context(settings),
+                    tls_port=settings.tls_port,
+                    shared_port=shared_port,
+                ),
+                self.spool,
+                nodes=repository.dicom_nodes,
+                worklist=worklist_scp.find,
+            )
+        self.drainer: Drainer | None = None
+        if drains:
+            originals = ReceivedOriginals(
+                clients.s3(), bucket=settings.originals_bucket, kms_key_id=settings.kms_key_id
+            )
+            self.drainer = Drainer(self.spool, originals)
 
     def start(self) -> None:
-        self.service.start()
-        self.drainer.start()
+        if self.service:
+            self.service.start()
+        if self.drainer:
+            self.drainer.start()
 
     def stop(self, timeout: float) -> None:
         """No new associations; those in flight get `timeout` seconds; then the drainer stops
         and the spool's lock goes, leaving what is spooled for the next task."""
-        self.service.stop(timeout=timeout)
-        self.drainer.stop(timeout=5)
+        if self.service:
+            self.service.stop(timeout=timeout)
+        if self.drainer:
+            self.drainer.stop(timeout=5)
         self.spool.close()
 
 

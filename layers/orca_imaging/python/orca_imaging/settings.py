@@ -95,7 +95,9 @@ class ScpSettings(StorageSettings, DicomIdentity):
     # On EFS in AWS, so a replaced task finds and drains what the last one acknowledged.
     spool_dir: Path = Path("/spool")
     spool_max_bytes: int = Field(default=20 * 1024**3, gt=0)
-    max_associations: int = Field(default=16, gt=0)
+    max_associations: int = Field(default=16, gt=0)  # per receiving process
+    # Processes receiving on the DICOM ports; 0: one per core the task has.
+    receivers: int = Field(default=0, ge=0)
     max_pdu_bytes: int = Field(default=128 * 1024, ge=4096)
     stop_timeout_seconds: int = Field(default=100, gt=0)  # within ECS's stopTimeout (120 s)
     # DICOM TLS, on when a certificate is set: PEM text (from Secrets Manager in AWS). With a

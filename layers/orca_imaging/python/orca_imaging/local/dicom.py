@@ -36,6 +36,6 @@ class LocalDicomService:
             self.task.stop(timeout=30)
 
     def urls(self) -> list[tuple[str, str]]:
-        if self.task is None:
+        if self.task is None or self.task.service is None:
             return []
         return [("DICOM service", f"dicom://{self.ae_title}@{LOOPBACK}:{self.task.service.port}")]
