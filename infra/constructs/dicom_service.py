@@ -54,6 +54,7 @@ DICOM_PORT = 11112
 TLS_PORT = 2762  # PS3.15 B.1's port for DICOM over TLS
 DEVICE_PORTS = (DICOM_PORT, TLS_PORT)
 HEALTH_PORT = 8080
+TASK_CPU_UNITS = 2048  # 2 vCPU: two receiving processes
 SPOOL_PATH = "/spool"
 # The container's variable for each field of the TLS secret.
 TLS_SECRET_KEYS = {
@@ -158,7 +159,7 @@ class DicomService(Construct):
         )
 
         cluster = ecs.Cluster(self, "Cluster", vpc=vpc, container_insights_v2=ecs.ContainerInsights.ENABLED)
-        task = ecs.FargateTaskDefinition(self, "Task", cpu=2048, memory_limit_mib=4096)
+        task = ecs.FargateTaskDefinition(self, "Task", cpu=TASK_CPU_UNITS, memory_limit_mib=4096)
         task.add_volume(
             name="spool",
             efs_volume_configuration=ecs.EfsVolumeConfiguration(
@@ -189,6 +190,9 @@ class DicomService(Construct):
             "ORCA_DICOM_PORT": str(DICOM_PORT),
             "ORCA_TLS_PORT": str(TLS_PORT),
             "ORCA_HEALTH_PORT": str(HEALTH_PORT),
+            # One receiving process per vCPU (services/dicom_scp/main.py), said outright
+            # rather than read from what the task's VM reports.
+            "ORCA_RECEIVERS": str(TASK_CPU_UNITS // 1024),
             "POWERTOOLS_SERVICE_NAME": SERVICE,
         }
         container = task.add_container(

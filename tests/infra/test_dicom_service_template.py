@@ -41,6 +41,7 @@ def test_the_container_spools_to_encrypted_efs_and_gets_its_title_from_ssm(synth
     ]
     env = {item["Name"]: item["Value"] for item in container["Environment"]}
     assert env["ORCA_SPOOL_DIR"] == "/spool" and env["ORCA_DICOM_PORT"] == str(DICOM_PORT)
+    assert task["Cpu"] == "2048" and env["ORCA_RECEIVERS"] == "2"  # a receiving process per vCPU
     secrets = {s["Name"]: s["ValueFrom"] for s in container["Secrets"]}
     tls = synth.logical_id(synth.stack.dicom.tls_secret)
     assert set(secrets) == {
