@@ -150,10 +150,6 @@ class DicomService:
             server.shutdown()
         self._server = self._tls_server = None
 
-    def echo_self(self) -> bool:
-        """C-ECHO from inside the task to the service: the health check."""
-        return self._server is not None and echo(self.port, self.config.ae_title)
-
     # ------------------------------------------------------------ handlers
     def _node_of(self, event: Event) -> DicomNode | None:
         calling = event.assoc.requestor.ae_title.strip()
@@ -240,7 +236,8 @@ class DicomService:
 
 
 def echo(port: int, ae_title: str) -> bool:
-    """C-ECHO as the health check's AE to a service on this host: does it answer Success?"""
+    """C-ECHO as the health check's AE to a service on this host (any of the task's receiving
+    processes): does it answer Success? The health check."""
     scu = AE(ae_title=HEALTH_AE)
     scu.add_requested_context(Verification)
     assoc = scu.associate("127.0.0.1", port, ae_title=ae_title)
