@@ -367,7 +367,7 @@ class DicomService(Construct):
             iam.PolicyStatement(actions=["dynamodb:Query"], resources=[tables["worklist_table"].table_arn])
         )
         images = tables["images_table"]
-        role.add_to_principal_policy(  # a resent object: is it stored already? (drainer.py)
+        role.add_to_principal_policy(  # a resent object: is it stored already? (originals.py)
             iam.PolicyStatement(
                 actions=["dynamodb:Query", "dynamodb:GetItem"],
                 resources=[
@@ -423,8 +423,9 @@ class DicomService(Construct):
                 "AwsSolutions-ELB2": tcp_only,
                 "HIPAA.Security-ELBLoggingEnabled": tcp_only,
                 "HIPAA.Security-ELBv2ACMCertificateRequired": (
-                    "DICOM over TCP inside the clinics' site-to-site VPN, which encrypts it; the "
-                    "devices speak plain DICOM. VPC flow logs record every connection."
+                    "DICOM over TCP inside the clinics' site-to-site VPN, which encrypts it. DICOM "
+                    "TLS (2762) passes through as TCP and ends in the task, which checks the "
+                    "device's certificate. VPC flow logs record every connection."
                 ),
             },
         )

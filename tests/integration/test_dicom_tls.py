@@ -74,8 +74,11 @@ def service(
     process.stop()
 
 
-def send(service: ServiceProcess, ae_title: str, *tls: str) -> subprocess.CompletedProcess[str]:
-    port = service.tls_port if tls else service.dicom_port
+def send(
+    service: ServiceProcess, ae_title: str, *tls: str, port: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """storescu with these TLS options, to the TLS port if there are any, else the plain one."""
+    port = port or (service.tls_port if tls else service.dicom_port)
     command = [STORESCU, *tls, "-aet", ae_title, "-aec", "ORCA", "127.0.0.1", str(port), str(OBJECT)]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
@@ -88,17 +91,7 @@ def test_a_device_stores_over_tls_and_the_object_arrives(
     assert done.returncode == 0, done.stderr
     (arrived,) = stack.wait_until(lambda: stored_objects(stack, admin.clinic) or None, timeout=60)
     assert sop_instance(arrived) == sop_instance(OBJECT.read_bytes())
-    plain_to_tls = [
-        STORESCU,
-        "-aet",
-        ae_title,
-        "-aec",
-        "ORCA",
-        "127.0.0.1",
-        str(service.tls_port),
-        str(OBJECT),
-    ]
-    assert subprocess.run(plain_to_tls, capture_output=True, timeout=60, check=False).returncode != 0
+    assert send(service, ae_title, port=service.tls_port).returncode != 0  # plain DICOM to the TLS port
     assert send(service, ae_title).returncode == 0  # the plain port still serves the VPN's devices
 
 

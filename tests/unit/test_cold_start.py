@@ -28,6 +28,19 @@ def placeholder_env() -> dict[str, str]:
     return env
 
 
+def run_probe(probe: str) -> str:
+    """What `probe` prints, run in a fresh interpreter as a cold start would."""
+    out = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env=placeholder_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout
+
+
 @pytest.mark.parametrize("module", HANDLERS)
 def test_handler_resumes_collection_once_started(module: str) -> None:
     probe = (
@@ -37,15 +50,7 @@ def test_handler_resumes_collection_once_started(module: str) -> None:
         f"import {module}\n"
         "print(paused, gc.isenabled(), gc.get_freeze_count() > 10_000)\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=ROOT,
-        env=placeholder_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.split() == ["True", "True", "True"]
+    assert run_probe(probe).split() == ["True", "True", "True"]
 
 
 def test_the_api_starts_without_the_dicom_libraries() -> None:
@@ -56,12 +61,4 @@ def test_the_api_starts_without_the_dicom_libraries() -> None:
         "import functions.upload_url.handler\n"
         "print(sorted(m for m in ('pydicom', 'pynetdicom', 'numpy') if m in sys.modules))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=ROOT,
-        env=placeholder_env(),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert out.stdout.strip() == "[]"
+    assert run_probe(probe).strip() == "[]"

@@ -6,6 +6,8 @@ from ulid import ULID
 
 # What the API accepts as an id (ours, or a patient id from the practice-management system).
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+# A DICOM UID (PS3.5 9.1): dot-separated numbers.
+UID_PATTERN = r"^[0-9]+(\.[0-9]+)*$"
 
 
 def new_id(prefix: str) -> str:

@@ -26,6 +26,7 @@ from orca_imaging import repository
 from orca_imaging.bodies import RequestBody
 from orca_imaging.dicom_nodes import AE_TITLE
 from orca_imaging.errors import BadRequestError
+from orca_imaging.ids import UID_PATTERN
 from orca_imaging.observability import logger, metrics
 
 if TYPE_CHECKING:
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from orca_imaging.models import DicomNodeModel
     from orca_imaging.settings import ApiSettings
 
-UID = r"^[0-9]+(\.[0-9]+)*$"
 MAX_MATCHES = 500
 
 
@@ -45,7 +45,9 @@ class QueryRequest(RequestBody):
     date_from: date | None = Field(default=None, alias="from")
     date_to: date | None = Field(default=None, alias="to")
     modality: str | None = Field(default=None, pattern=r"^[A-Z]{2,4}$")
-    study_instance_uid: str | None = Field(default=None, alias="studyInstanceUid", pattern=UID, max_length=64)
+    study_instance_uid: str | None = Field(
+        default=None, alias="studyInstanceUid", pattern=UID_PATTERN, max_length=64
+    )
 
     @model_validator(mode="after")
     def _series_of_a_study(self) -> QueryRequest:
@@ -56,9 +58,9 @@ class QueryRequest(RequestBody):
 
 class RetrieveRequest(RequestBody):
     node: str = Field(pattern=AE_TITLE)
-    study_instance_uid: str = Field(alias="studyInstanceUid", pattern=UID, max_length=64)
+    study_instance_uid: str = Field(alias="studyInstanceUid", pattern=UID_PATTERN, max_length=64)
     series_instance_uid: str | None = Field(
-        default=None, alias="seriesInstanceUid", pattern=UID, max_length=64
+        default=None, alias="seriesInstanceUid", pattern=UID_PATTERN, max_length=64
     )
     method: Literal["move", "get"] = Field(
         default="move", description="`get` for a PACS that cannot open a connection to us"

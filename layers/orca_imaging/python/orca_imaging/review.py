@@ -14,13 +14,11 @@ from pydantic import Field, model_validator
 from orca_imaging import repository
 from orca_imaging.bodies import RequestBody
 from orca_imaging.errors import ConflictError
-from orca_imaging.ids import ID_PATTERN
+from orca_imaging.ids import ID_PATTERN, UID_PATTERN
 from orca_imaging.models import FileType, ImageModel, ImageStatus, utcnow
 
 if TYPE_CHECKING:
     from orca_imaging.auth import Principal
-
-_UID = r"^[0-9]+(\.[0-9]+)*$"
 
 
 def pending(principal: Principal, *, limit: int) -> dict[str, Any]:
@@ -51,7 +49,7 @@ class MatchRequest(RequestBody):
     image_ids: list[Annotated[str, Field(pattern=ID_PATTERN)]] | None = Field(
         default=None, alias="imageIds", min_length=1, max_length=500
     )
-    study_uid: str | None = Field(default=None, alias="studyUid", pattern=_UID, max_length=64)
+    study_uid: str | None = Field(default=None, alias="studyUid", pattern=UID_PATTERN, max_length=64)
 
     @model_validator(mode="after")
     def _one_selector(self) -> MatchRequest:

@@ -69,10 +69,6 @@ class Spooled:
     path: Path
     arrival: Arrival
 
-    @property
-    def size(self) -> int:
-        return self.path.stat().st_size
-
 
 class Spool:
     def __init__(self, root: Path, *, max_bytes: int) -> None:
