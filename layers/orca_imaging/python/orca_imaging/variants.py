@@ -85,8 +85,11 @@ def _scaled(image: Image.Image, name: str, size: int) -> tuple[Variant, Image.Im
     """The image with its long edge at most `size` (never enlarged): encoded, and its pixels."""
     scale = min(1.0, size / max(image.size))
     target = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    # A gap of 2.5 lets Pillow box-reduce a 12 MP frame by 2 before Lanczos, which halves the
+    # time (about 150 -> 60 ms); the preview differs from an exact Lanczos by under 1/255 on
+    # average (52 dB PSNR, measured on the corpus's iPhone HEIC).
     resized = (
-        image if target == image.size else image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        image if target == image.size else image.resize(target, Image.Resampling.LANCZOS, reducing_gap=2.5)
     )
     return Variant(name, _encode(resized, SMALL_QUALITY), resized.width, resized.height), resized
 
