@@ -122,7 +122,7 @@ def running(pid: int) -> bool:
 
 def spooled(spool_dir: Path) -> int:
     """Objects waiting in a spool (read, not opened: opening a Spool starts a task of its own)."""
-    return len(list((spool_dir / "ready").glob("*.dcm")))
+    return len(list((spool_dir / "ready").glob("*.spooled")))
 
 
 def wait_for_spooled(spool_dir: Path, at_least: int, sender: subprocess.Popen[str]) -> None:

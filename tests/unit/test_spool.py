@@ -35,11 +35,13 @@ def test_an_object_is_ready_only_once_whole_and_a_dead_tasks_partial_writes_are_
 ) -> None:
     first = Spool(tmp_path, max_bytes=10_000)
     spooled = first.put(b"DICM-bytes", arrival(1))
-    assert spooled.path.read_bytes() == b"DICM-bytes"
+    assert spooled.object_bytes() == b"DICM-bytes"
+    # One file per object, which holds its arrival: nothing in ready/ can lack the other half.
+    assert [p.name for p in first.ready.iterdir()] == ["img_0001.spooled"]
     (first.incoming / "img_9999.partial").write_bytes(b"half")  # a write that died with its task
     first.close()  # the task is gone: its lock with it
     again = Spool(tmp_path, max_bytes=10_000)  # the next task
-    assert [s.arrival for s in again.waiting()] == [arrival(1)]
+    assert [(s.arrival, s.object_bytes()) for s in again.waiting()] == [(arrival(1), b"DICM-bytes")]
     assert partial_writes(tmp_path) == []
     assert not first.incoming.exists()
 

@@ -71,7 +71,7 @@ class Drainer:
 
     def _send(self, spooled: Spooled) -> int:
         try:
-            self.originals.keep(spooled.arrival, spooled.path.read_bytes())
+            self.originals.keep(spooled.arrival, spooled.object_bytes())
         except FileNotFoundError:  # another task's drainer sent it first
             return 0
         self.spool.remove(spooled)

@@ -1,10 +1,13 @@
 """The DICOM service's spool: where a received object is made durable before the sender is
 told Success, and where the drainer finds it.
 
-An object is written to the task's own folder in `incoming/` under a temporary name,
-fsynced, then renamed into `ready/` with its sidecar (who sent it, when) beside it, and the
-directory fsynced: after `put` returns, a crash or a killed task loses nothing, and a
-half-written object is never in `ready/`. Storage that outlives the task (EFS in AWS, a
+An object is written to the task's own folder in `incoming/` under a temporary name, as
+one file: a header line saying who sent it and when (its `Arrival`, as JSON), then the
+object's bytes as received. The file is fsynced, renamed into `ready/`, and the directory
+fsynced: after `put` returns, a crash or a killed task loses nothing, a half-written object
+is never in `ready/`, and no object is ever there without its arrival. One file, not the
+object and a sidecar, saves a create, an fsync and a rename per store (about 1 ms of the
+3 a CT slice's store took here). Storage that outlives the task (EFS in AWS, a
 directory locally) lets the next task drain what the last one left.
 
 Several tasks share one spool (the service runs two or more, and a deployment starts new
@@ -68,6 +71,20 @@ class Arrival:
 class Spooled:
     path: Path
     arrival: Arrival
+    header_bytes: int  # the arrival line before the object's own bytes
+
+    def object_bytes(self) -> bytes:
+        """The object exactly as received. FileNotFoundError once another task sent it."""
+        with self.path.open("rb") as f:
+            f.seek(self.header_bytes)
+            return f.read()
+
+
+_SUFFIX = ".spooled"
+# The first line of a spooled file: this tag, then the arrival as JSON (which holds no raw
+# newline), then a newline. The tag names the format, should it ever change.
+_HEADER_TAG = b"orca-spool/1 "
+_HEADER_MAX_BYTES = 4096
 
 
 class Spool:
@@ -96,7 +113,7 @@ class Spool:
 
     def depth(self) -> int:
         """Objects acknowledged to a device and not yet in S3."""
-        return sum(1 for _ in self.ready.glob("*.dcm"))
+        return sum(1 for _ in self.ready.glob(f"*{_SUFFIX}"))
 
     def used_bytes(self) -> int:
         """Bytes waiting in `ready/` (every task's), at most a second old."""
@@ -109,46 +126,43 @@ class Spool:
         """Make one object durable; SpoolFullError when it cannot be kept."""
         if self.used_bytes() + len(encoded) > self.max_bytes:
             raise SpoolFullError("the spool is full")
-        name = arrival.image_id
-        partial = self.incoming / f"{name}.{uuid.uuid4().hex}"
-        sidecar = json.dumps(asdict(arrival)).encode()
+        partial = self.incoming / f"{arrival.image_id}.{uuid.uuid4().hex}"
+        ready = self.ready / f"{arrival.image_id}{_SUFFIX}"
+        header = _HEADER_TAG + json.dumps(asdict(arrival)).encode() + b"\n"
         try:
-            _write_durably(partial.with_suffix(".json"), sidecar)
-            _write_durably(partial, encoded)
-            # The sidecar first: an object in ready/ always has its sidecar.
-            partial.with_suffix(".json").replace(self.ready / f"{name}.json")
-            partial.replace(self.ready / f"{name}.dcm")
+            _write_durably(partial, header, encoded)
+            partial.replace(ready)
             _fsync_directory(self.ready)
         except OSError as e:
-            for leftover in (partial, partial.with_suffix(".json")):
-                leftover.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
             raise SpoolFullError(f"the object could not be made durable: {e.strerror}") from e
         if self._used is not None:
-            self._used = (self._used[0], self._used[1] + len(encoded) + len(sidecar))
-        return Spooled(self.ready / f"{name}.dcm", arrival)
+            self._used = (self._used[0], self._used[1] + len(header) + len(encoded))
+        return Spooled(ready, arrival, len(header))
 
     def waiting(self) -> Iterator[Spooled]:
         """Objects ready to drain, oldest first."""
         found = []
         with os.scandir(self.ready) as entries:
             for entry in entries:
-                if entry.name.endswith(".dcm"):
+                if entry.name.endswith(_SUFFIX):
                     try:
                         found.append((entry.stat().st_mtime_ns, Path(entry.path)))
                     except FileNotFoundError:  # another task's drainer sent it meanwhile
                         continue
         for _, path in sorted(found):
             try:
-                arrival = Arrival(**json.loads(path.with_suffix(".json").read_text()))
+                with path.open("rb") as f:
+                    header = f.readline(_HEADER_MAX_BYTES)
             except FileNotFoundError:
                 continue
-            yield Spooled(path, arrival)
+            arrival = Arrival(**json.loads(header.removeprefix(_HEADER_TAG)))
+            yield Spooled(path, arrival, len(header))
 
     def remove(self, spooled: Spooled) -> None:
         """Only once S3 has the object. Not fsynced: a removal lost in a crash only sends the
         object again, and its conditional write finds it already there."""
         spooled.path.unlink(missing_ok=True)
-        spooled.path.with_suffix(".json").unlink(missing_ok=True)
 
 
 def _try_lock(path: Path) -> TextIO | None:
@@ -193,9 +207,10 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def _write_durably(path: Path, *parts: bytes) -> None:
     with path.open("wb") as f:
-        f.write(data)
+        for part in parts:
+            f.write(part)
         f.flush()
         os.fsync(f.fileno())
 
