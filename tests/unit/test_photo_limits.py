@@ -12,7 +12,7 @@ from PIL import Image
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.exif import exif_damage
 from orca_imaging.limits import PhotoLimits
-from orca_imaging.photos import _register_heif, process_photo
+from orca_imaging.photos import _prepare_pillow, process_photo
 from tests.conftest import CORPUS, corpus_files
 
 UPLOADED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -49,7 +49,7 @@ def test_the_shortest_edge_is_held_to_the_clinic_minimum() -> None:
 
 @pytest.mark.parametrize("path", corpus_files("photos"), ids=lambda p: p.name)
 def test_every_real_photos_exif_is_structurally_sound(path: object) -> None:
-    _register_heif()
+    _prepare_pillow()
     with Image.open(path) as image:  # type: ignore[call-overload]
         image.load()
         assert exif_damage(image.info.get("exif")) is None
