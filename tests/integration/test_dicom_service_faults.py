@@ -5,11 +5,13 @@ partial is ever kept, and the next task drains what the last one left."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,9 +21,10 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from orca_imaging.local.stack import free_port
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require_tool
 from tests.fixtures.dental_dicom import dental_object
 from tests.integration.test_dicom_service import STORESCU, _dcmtk, new_clinic_with_node, stored_objects
+from tests.integration.test_dicom_worklist import FINDSCU
 from tests.unit.test_spool import partial_writes
 
 if TYPE_CHECKING:
@@ -208,3 +211,34 @@ def test_sigterm_finishes_the_association_in_flight_refuses_new_ones_and_leaves_
     assert sop_instances(stored_objects(stack, admin.clinic)) == sorted(
         str(dcmread(p).SOPInstanceUID) for p in radiographs
     )
+
+
+def test_its_logs_name_the_images_and_never_the_patient_even_at_debug(
+    stack: LocalStack, tmp_path: Path, processes: list[ServiceProcess], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Logs carry ids only: a device stores an object and asks the worklist by name, and the
+    task's whole output (every receiver's, pynetdicom's included) holds neither the patient's
+    name, chart number nor birth date, while it does name the image it kept."""
+    require_tool(FINDSCU)
+    admin, ae_title = new_clinic_with_node(stack)
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
+    service = ServiceProcess(tmp_path / "spool", receivers="2")
+    processes.append(service)
+    phi = {"name": "Quixote^Alonso", "patient_id": "CHART-7Q3Z", "birth_date": date(1999, 12, 31)}
+    device_file = tmp_path / "pano.dcm"
+    device_file.write_bytes(dental_object("PX", rows=64, columns=96, **phi))  # type: ignore[arg-type]
+    sender = service.send(ae_title, [device_file])
+    output, _ = sender.communicate(timeout=60)
+    assert sender.returncode == 0 and acknowledged(output) == 1
+    query = [FINDSCU, "-W", "-aet", ae_title, "-aec", "ORCA", "-k", "PatientName=Quixote*"]
+    query += ["-k", "PatientID=CHART-7Q3Z", "127.0.0.1", str(service.dicom_port)]
+    assert subprocess.run(query, capture_output=True, timeout=60).returncode == 0
+    stack.wait_until(lambda: len(stored_objects(stack, admin.clinic)) == 1, timeout=60)
+
+    service.process.send_signal(signal.SIGTERM)  # every process flushes and exits
+    assert service.process.wait(60) == 0
+    log = service.log.read_text()
+    spooled_lines = [json.loads(line) for line in log.splitlines() if '"object spooled"' in line]
+    assert [line["image_id"][:4] for line in spooled_lines] == ["img_"]
+    for identifier in ("Quixote", "Alonso", "CHART-7Q3Z", "19991231", "1999-12-31"):
+        assert identifier not in log

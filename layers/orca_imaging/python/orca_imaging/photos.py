@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, _imaging
 
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.exif import CaptureTime, ExifFields, capture_time, exif_damage, read_exif
@@ -50,7 +50,7 @@ def _prepare_pillow() -> None:
         from pillow_heif import register_heif_opener
 
         register_heif_opener()
-        Image.core.set_blocks_max(_PIXEL_BLOCKS_KEPT)
+        _imaging.set_blocks_max(_PIXEL_BLOCKS_KEPT)
         _PILLOW_READY = True
 
 
