@@ -224,9 +224,17 @@ def test_its_logs_name_the_images_and_never_the_patient_even_at_debug(
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "DEBUG")
     service = ServiceProcess(tmp_path / "spool", receivers="2")
     processes.append(service)
-    phi = {"name": "Quixote^Alonso", "patient_id": "CHART-7Q3Z", "birth_date": date(1999, 12, 31)}
     device_file = tmp_path / "pano.dcm"
-    device_file.write_bytes(dental_object("PX", rows=64, columns=96, **phi))  # type: ignore[arg-type]
+    device_file.write_bytes(
+        dental_object(
+            "PX",
+            rows=64,
+            columns=96,
+            name="Quixote^Alonso",
+            patient_id="CHART-7Q3Z",
+            birth_date=date(1999, 12, 31),
+        )
+    )
     sender = service.send(ae_title, [device_file])
     output, _ = sender.communicate(timeout=60)
     assert sender.returncode == 0 and acknowledged(output) == 1
