@@ -73,13 +73,19 @@ def sop_instance(data: bytes) -> str:
     return str(dcmread(io.BytesIO(data), force=True, stop_before_pixels=True).SOPInstanceUID)
 
 
-def stored_objects(stack: LocalStack, clinic: str) -> list[bytes]:
-    """Every original the clinic has in S3."""
-    s3 = stack.client("s3")
+def stored_keys(stack: LocalStack, clinic: str) -> list[str]:
+    """The keys of every original the clinic has in S3."""
     assert stack.resources is not None
     bucket = stack.resources.values["originals_bucket"]
-    listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"clinic/{clinic}/original/").get("Contents", [])
-    return [s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listed]
+    listed = stack.client("s3").list_objects_v2(Bucket=bucket, Prefix=f"clinic/{clinic}/original/")
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def stored_objects(stack: LocalStack, clinic: str) -> list[bytes]:
+    """Every original the clinic has in S3."""
+    assert stack.resources is not None
+    bucket, s3 = stack.resources.values["originals_bucket"], stack.client("s3")
+    return [s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in stored_keys(stack, clinic)]
 
 
 def test_a_registered_device_echoes(stack: LocalStack) -> None:

@@ -23,7 +23,13 @@ from pydicom.uid import generate_uid
 from orca_imaging.local.stack import free_port
 from tests.conftest import ROOT, require_tool
 from tests.fixtures.dental_dicom import dental_object
-from tests.integration.test_dicom_service import STORESCU, _dcmtk, new_clinic_with_node, stored_objects
+from tests.integration.test_dicom_service import (
+    STORESCU,
+    _dcmtk,
+    new_clinic_with_node,
+    stored_keys,
+    stored_objects,
+)
 from tests.integration.test_dicom_worklist import FINDSCU
 from tests.unit.test_spool import partial_writes
 
@@ -241,12 +247,15 @@ def test_its_logs_name_the_images_and_never_the_patient_even_at_debug(
     query = [FINDSCU, "-W", "-aet", ae_title, "-aec", "ORCA", "-k", "PatientName=Quixote*"]
     query += ["-k", "PatientID=CHART-7Q3Z", "127.0.0.1", str(service.dicom_port)]
     assert subprocess.run(query, capture_output=True, timeout=60).returncode == 0
-    stack.wait_until(lambda: len(stored_objects(stack, admin.clinic)) == 1, timeout=60)
+    (kept,) = stack.wait_until(lambda: stored_keys(stack, admin.clinic) or None, timeout=60)
 
     service.process.send_signal(signal.SIGTERM)  # every process flushes and exits
     assert service.process.wait(60) == 0
     log = service.log.read_text()
-    spooled_lines = [json.loads(line) for line in log.splitlines() if '"object spooled"' in line]
-    assert [line["image_id"][:4] for line in spooled_lines] == ["img_"]
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    image_id = kept.rsplit("/", 1)[1]
+    # The receiver that took it and the process that drained it both name the image.
+    for message in ("object spooled", "DICOM object in S3"):
+        assert [line["image_id"] for line in lines if line.get("message") == message] == [image_id]
     for identifier in ("Quixote", "Alonso", "CHART-7Q3Z", "19991231", "1999-12-31"):
         assert identifier not in log

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orca_imaging import clients, repository, worklist_scp
+from orca_imaging import repository, worklist_scp
 from orca_imaging.dicom_service import DicomService, ServiceConfig
 from orca_imaging.drainer import Drainer
 from orca_imaging.errors import ConfigurationError
@@ -54,10 +54,7 @@ class DicomTask:
             )
         self.drainer: Drainer | None = None
         if drains:
-            originals = ReceivedOriginals(
-                clients.s3(), bucket=settings.originals_bucket, kms_key_id=settings.kms_key_id
-            )
-            self.drainer = Drainer(self.spool, originals)
+            self.drainer = Drainer(self.spool, ReceivedOriginals.for_settings(settings))
 
     def start(self) -> None:
         if self.service:

@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from orca_imaging import repository
+from orca_imaging import clients, repository
 from orca_imaging.keys import original_key
 from orca_imaging.observability import logger, metrics
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from orca_imaging.settings import StorageSettings
     from orca_imaging.spool import Arrival
 
 SOURCE = "dicom_scp"
@@ -37,6 +38,11 @@ class ReceivedOriginals:
         self.s3 = s3
         self.bucket = bucket
         self.kms_key_id = kms_key_id
+
+    @classmethod
+    def for_settings(cls, settings: StorageSettings) -> ReceivedOriginals:
+        """The deployment's originals bucket and key."""
+        return cls(clients.s3(), bucket=settings.originals_bucket, kms_key_id=settings.kms_key_id)
 
     def keep(self, arrival: Arrival, body: bytes) -> None:
         if not _already_stored(arrival, hashlib.sha256(body).hexdigest()):

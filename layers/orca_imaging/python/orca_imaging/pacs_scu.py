@@ -17,7 +17,6 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at impo
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from orca_imaging import clients
 from orca_imaging.dicom_service import PENDING, PROCESSING_FAILURE, SUCCESS
 from orca_imaging.errors import RemoteNodeError
 from orca_imaging.observability import logger, metrics
@@ -224,9 +223,7 @@ class _GetReceiver:
 
     def __init__(self, node: DicomNodeModel, settings: ApiSettings) -> None:
         self.node = node
-        self.originals = ReceivedOriginals(
-            clients.s3(), bucket=settings.originals_bucket, kms_key_id=settings.kms_key_id
-        )
+        self.originals = ReceivedOriginals.for_settings(settings)
 
     def on_store(self, event: Event) -> int:
         arrival = Arrival.now(
