@@ -17,7 +17,7 @@ from infra.constructs.function import ROOT, ImagingFunction, SharedLayer
 from infra.constructs.nag import acknowledge, managed_policy_finding
 from infra.constructs.network import Network
 from infra.constructs.permissions import Permissions
-from infra.constructs.queues import IntakeQueue
+from infra.constructs.queues import ConsumerQueue
 from infra.constructs.storage import Storage
 from infra.constructs.tables import Tables
 from infra.constructs.workflows import BatchTracker
@@ -74,6 +74,21 @@ class ImagingStack(Stack):
             for spec in STATE_MACHINES
         }
         resource_values |= {field: t.state_machine.state_machine_arn for field, t in self.trackers.items()}
+        self.queues = {
+            spec.construct_id: ConsumerQueue(
+                self,
+                spec.construct_id,
+                spec=spec,
+                bucket=storage.buckets[spec.bucket_field] if spec.bucket_field else None,
+                key=storage.messages_key,
+            )
+            for spec in QUEUES
+        }
+        resource_values |= {  # where the functions that send to a queue find it
+            spec.url_field: queue.queue.queue_url
+            for spec, queue in zip(QUEUES, self.queues.values(), strict=True)
+            if spec.url_field
+        }
         functions = {
             spec.name: ImagingFunction(
                 self,
@@ -100,6 +115,7 @@ class ImagingStack(Stack):
         permissions.grant_intake(functions["process_image"])
         bus.grant_put_events_to(functions["process_image"])
         permissions.grant_intake(functions["dicom_ingest"])  # reads slices, writes volume previews
+        permissions.grant_pacs_retrieve(functions["pacs_retrieve"])
         for schedule in SCHEDULES:
             events.Rule(
                 self,
@@ -108,17 +124,10 @@ class ImagingStack(Stack):
                 targets=[targets.LambdaFunction(functions[schedule.function])],  # type: ignore[list-item]
             )
 
-        self.queues = {
-            spec.construct_id: IntakeQueue(
-                self,
-                spec.construct_id,
-                spec=spec,
-                bucket=storage.buckets[spec.bucket_field],
-                consumer=functions[spec.consumer],
-                key=storage.messages_key,
-            )
-            for spec in QUEUES
-        }
+        for queue in self.queues.values():
+            queue.deliver_to(functions[queue.spec.consumer])
+            for sender in queue.spec.senders:
+                permissions.grant_send(functions[sender], queue.queue, storage.messages_key)
         self.api = ImagingApi(
             self,
             "Api",

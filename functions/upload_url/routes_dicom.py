@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from orca_imaging import dicom_nodes, pacs, review, worklist
 from orca_imaging.api import correlation_id, current_principal, requires, responses
 from orca_imaging.auth import Permission
+from orca_imaging.ids import ID_PATTERN
 from orca_imaging.resources import API_BASE
 from orca_imaging.settings import ApiSettings, load
 
@@ -72,9 +73,15 @@ def query_pacs(request: Annotated[pacs.QueryRequest, Body()]) -> dict[str, Any]:
     return pacs.query(current_principal(router), request, load(ApiSettings), correlation_id=correlation_id())
 
 
-@router.post(f"{API_BASE}/dicom/retrieve", responses=responses(200, 404, 502))
+@router.post(f"{API_BASE}/dicom/retrieve", responses=responses(202, 400, 404, 503))
 @requires(router, Permission.ADMIN)
-def retrieve_from_pacs(request: Annotated[pacs.RetrieveRequest, Body()]) -> dict[str, Any]:
-    return pacs.retrieve(
-        current_principal(router), request, load(ApiSettings), correlation_id=correlation_id()
-    )
+def retrieve_from_pacs(request: Annotated[pacs.RetrieveRequest, Body()]) -> Response[dict[str, Any]]:
+    principal, settings = current_principal(router), load(ApiSettings)
+    body = pacs.retrieve(principal, request, settings, correlation_id=correlation_id())
+    return Response(status_code=202, body=body, content_type="application/json")
+
+
+@router.get(f"{API_BASE}/dicom/retrieve/<retrieve_id>", responses=responses(200, 404))
+@requires(router, Permission.ADMIN)
+def retrieve_status(retrieve_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> dict[str, Any]:
+    return pacs.retrieve_status(current_principal(router), retrieve_id)

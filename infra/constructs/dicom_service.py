@@ -32,6 +32,7 @@ from constructs import Construct
 
 from infra.constructs.logs import encrypted_log_group
 from infra.constructs.nag import acknowledge
+from infra.constructs.permissions import new_originals_only
 from orca_imaging.keys import original_key
 from orca_imaging.models import ImageModel
 from orca_imaging.observability import METRICS_NAMESPACE, SERVICE
@@ -349,14 +350,7 @@ class DicomService(Construct):
         tables: Mapping[str, dynamodb.ITable],
         key: kms.IKey,
     ) -> None:
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
-                actions=["s3:PutObject"],
-                resources=[originals.arn_for_objects(original_key("*", "*"))],
-                # Create only: a request without If-None-Match (one that could replace) is denied.
-                conditions={"Null": {"s3:if-none-match": "false"}},
-            )
-        )
+        role.add_to_principal_policy(new_originals_only(originals))
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 actions=["dynamodb:Scan", "dynamodb:GetItem"],

@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING
 
 from aws_cdk import Stack
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs.nag import acknowledge
-from orca_imaging.keys import QUARANTINE_PREFIX
+from orca_imaging.keys import QUARANTINE_PREFIX, original_key
 
 if TYPE_CHECKING:
     from infra.constructs.storage import Storage
@@ -31,6 +34,17 @@ TABLE_ACTIONS = [
     "dynamodb:DescribeTable",
 ]
 KEY_ACTIONS = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
+
+
+def new_originals_only(originals: s3.IBucket) -> iam.PolicyStatement:
+    """For those that write DICOM received over the network (`originals.py`): new original
+    keys only, and only as a create: a request without If-None-Match (one that could
+    replace) is denied."""
+    return iam.PolicyStatement(
+        actions=["s3:PutObject"],
+        resources=[originals.arn_for_objects(original_key("*", "*"))],
+        conditions={"Null": {"s3:if-none-match": "false"}},
+    )
 
 
 class Permissions(Construct):
@@ -96,6 +110,31 @@ class Permissions(Construct):
                 iam.PolicyStatement(actions=KEY_ACTIONS, resources=[self._storage.key.key_arn]),
             ],
             dict([self._object_reason("originals_bucket"), self._object_reason("derived_bucket")]),
+        )
+
+    def grant_send(self, fn: lambda_.Function, queue: sqs.IQueue, key: kms.IKey) -> None:
+        """Sends to one queue, encrypted with its key. (CDK's `grant_send_messages` grants
+        `kms:ReEncrypt*` and `kms:GenerateDataKey*`, wildcards SQS does not need.)"""
+        fn.add_to_role_policy(iam.PolicyStatement(actions=["sqs:SendMessage"], resources=[queue.queue_arn]))
+        fn.add_to_role_policy(
+            iam.PolicyStatement(actions=["kms:GenerateDataKey", "kms:Decrypt"], resources=[key.key_arn])
+        )
+
+    def grant_pacs_retrieve(self, fn: lambda_.Function) -> None:
+        """Writes what a C-GET brings, as the DICOM service does."""
+        originals = self._storage.buckets["originals_bucket"]
+        self._grant(
+            fn,
+            [
+                self._tables_statement(),
+                new_originals_only(originals),
+                iam.PolicyStatement(actions=KEY_ACTIONS, resources=[self._storage.key.key_arn]),
+            ],
+            {
+                f"Resource::<{self._logical_id(originals)}.Arn>/clinic/*/original/*": (
+                    "New originals, under any clinic's and image's id, and only as a create."
+                )
+            },
         )
 
     def grant_intake(self, fn: lambda_.Function) -> None:

@@ -1,4 +1,5 @@
-"""S3 ObjectCreated -> SQS (with a dead-letter queue) -> consumer, from `resources.QUEUES`."""
+"""SQS (with a dead-letter queue) -> consumer, from `resources.QUEUES`: fed by a bucket's
+ObjectCreated events, or by the functions that send to it."""
 
 from __future__ import annotations
 
@@ -19,18 +20,21 @@ if TYPE_CHECKING:
     from orca_imaging.resources import QueueSpec
 
 
-class IntakeQueue(Construct):
+class ConsumerQueue(Construct):
+    """Made before the functions (their settings hold its URL); `deliver_to` then connects
+    its consumer."""
+
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
         spec: QueueSpec,
-        bucket: s3.IBucket,
-        consumer: lambda_.IFunction,
+        bucket: s3.IBucket | None,
         key: kms.IKey,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.spec = spec
         self.dead_letters = sqs.Queue(
             self,
             "DeadLetters",
@@ -52,10 +56,14 @@ class IntakeQueue(Construct):
                 queue=self.dead_letters, max_receive_count=spec.max_receive_count
             ),
         )
+        if bucket is not None:
+            self._fed_by(bucket)
+
+    def _fed_by(self, bucket: s3.IBucket) -> None:
         bucket.add_event_notification(
             s3.EventType.OBJECT_CREATED,
             s3n.SqsDestination(self.queue),
-            s3.NotificationKeyFilter(prefix=spec.prefix),
+            s3.NotificationKeyFilter(prefix=self.spec.prefix),
         )
         handler_policy = bucket.node.try_find_child("Notifications")
         if handler_policy is not None:
@@ -67,10 +75,12 @@ class IntakeQueue(Construct):
                     )
                 },
             )
+
+    def deliver_to(self, consumer: lambda_.IFunction) -> None:
         consumer.add_event_source(
             sources.SqsEventSource(
                 self.queue,
-                batch_size=spec.batch_size,
+                batch_size=self.spec.batch_size,
                 max_batching_window=Duration.seconds(1),
                 report_batch_item_failures=True,
             )

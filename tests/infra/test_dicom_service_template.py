@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from orca_imaging.resources import function as function_spec
+
 if TYPE_CHECKING:
     from tests.infra.conftest import Synth
 
@@ -142,7 +144,7 @@ def test_the_task_role_reads_tables_writes_only_audit_events_and_only_creates_or
     assert query["Action"] == "dynamodb:Query"
 
 
-def test_the_api_calls_pacs_over_the_vpn_only_as_our_ae_title(synth: Synth) -> None:
+def test_the_functions_that_call_pacs_do_so_over_the_vpn_only_as_our_ae_title(synth: Synth) -> None:
     api = synth.json["Resources"][synth.logical_id(synth.stack.functions["upload_url"])]["Properties"]
     title = synth.stack.resolve(synth.stack.dicom.ae_title.string_value)
     assert api["Environment"]["Variables"]["ORCA_AE_TITLE"] == title
@@ -164,7 +166,10 @@ def test_the_api_calls_pacs_over_the_vpn_only_as_our_ae_title(synth: Synth) -> N
     # The API's own group reaches the VPN's range; the group every function shares does not.
     assert egress(pacs_client) == [(True, "tcp", 0)]
     assert egress(shared) == [(False, "tcp", 443)]
+    # Only the functions that call a PACS (the API's queries, the retrieve consumer) are in it.
     for name, function in synth.stack.functions.items():
-        if name != "upload_url":
-            vpc = synth.json["Resources"][synth.logical_id(function)]["Properties"]["VpcConfig"]
-            assert {"Fn::GetAtt": [pacs_client, "GroupId"]} not in vpc["SecurityGroupIds"]
+        properties = synth.json["Resources"][synth.logical_id(function)]["Properties"]
+        in_group = {"Fn::GetAtt": [pacs_client, "GroupId"]} in properties["VpcConfig"]["SecurityGroupIds"]
+        assert in_group == function_spec(name).calls_pacs
+        if in_group:
+            assert properties["Environment"]["Variables"]["ORCA_AE_TITLE"] == title

@@ -91,6 +91,22 @@ def test_intake_queues_are_encrypted_and_dead_letter_after_max_receives(synth: S
     assert all(
         m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings.values()
     )
+    for spec in QUEUES:  # each queue feeds its consumer, and only its senders may send to it
+        queue_arn = {"Fn::GetAtt": [synth.logical_id(synth.stack.queues[spec.construct_id].queue), "Arn"]}
+        consumer = synth.logical_id(synth.stack.functions[spec.consumer])
+        assert [
+            m["Properties"]["FunctionName"]
+            for m in mappings.values()
+            if m["Properties"]["EventSourceArn"] == queue_arn
+        ] == [{"Ref": consumer}]
+        senders = {
+            role["Ref"]
+            for policy in synth.resources("AWS::IAM::Policy").values()
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+            if "sqs:SendMessage" in _list(statement["Action"]) and statement["Resource"] == queue_arn
+            for role in policy["Properties"]["Roles"]
+        }
+        assert senders == {synth.logical_id(synth.stack.functions[f].role) for f in spec.senders}
     notifications = next(iter(synth.resources("Custom::S3BucketNotifications").values()))["Properties"]
     config = notifications["NotificationConfiguration"]["QueueConfigurations"][0]
     assert config["Filter"]["Key"]["FilterRules"] == [{"Name": "prefix", "Value": "clinic/"}]
@@ -135,12 +151,15 @@ def _statements(synth: Synth) -> list[dict[str, Any]]:
 
 def test_no_function_may_delete_or_overwrite_an_original(synth: Synth) -> None:
     """On the originals bucket: no delete for anyone; PutObject on the whole bucket only for
-    the API role (it signs the browser's POSTs to new keys); the DICOM service's role only
-    for new originals (the If-None-Match condition); every other writer only under
-    quarantine/."""
+    the API role (it signs the browser's POSTs to new keys); the roles that write DICOM
+    received over the network (the DICOM service's, the PACS retrieve consumer's) only for
+    new originals (the If-None-Match condition); every other writer only under quarantine/."""
     originals = synth.logical_id(synth.stack.storage.buckets["originals_bucket"])
     api_role = {"Ref": synth.logical_id(synth.stack.functions["upload_url"].role)}  # type: ignore[arg-type]
-    dicom_role = {"Ref": synth.logical_id(synth.stack.dicom.service.task_definition.task_role)}
+    dicom_roles = [
+        {"Ref": synth.logical_id(synth.stack.dicom.service.task_definition.task_role)},
+        {"Ref": synth.logical_id(synth.stack.functions["pacs_retrieve"].role)},  # type: ignore[arg-type]
+    ]
     checked = set()
     for policy in synth.resources("AWS::IAM::Policy").values():
         roles = policy["Properties"]["Roles"]
@@ -152,14 +171,15 @@ def test_no_function_may_delete_or_overwrite_an_original(synth: Synth) -> None:
             assert not any(a.startswith("s3:Delete") or a in ("s3:*", "s3:PutObject*") for a in actions)
             if "s3:PutObject" not in actions or api_role in roles:
                 continue
-            if dicom_role in roles:
+            if any(role in roles for role in dicom_roles):
                 assert statement["Condition"] == {"Null": {"s3:if-none-match": "false"}}, statement
                 assert all("/clinic/*/original/*" in str(r) for r in on_originals), statement
-                checked.add("dicom")
+                checked.add(next(r["Ref"] for r in dicom_roles if r in roles))
             else:
                 assert all("quarantine/" in str(r) for r in on_originals), statement
                 checked.add("quarantine")
-    assert checked == {"dicom", "quarantine"}  # both kinds of writer were seen and held to the rule
+    # Every kind of writer was seen and held to its rule.
+    assert checked == {"quarantine", *(r["Ref"] for r in dicom_roles)}
 
 
 def test_the_batch_tracker_runs_the_shared_definition(synth: Synth) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -9,6 +10,7 @@ import requests
 
 from orca_imaging import repository
 from orca_imaging.auth import ROLE_PERMISSIONS, Role
+from orca_imaging.local.stack import free_port
 from orca_imaging.resources import ROUTES
 from tests.conftest import CORPUS
 from tests.integration.conftest import ApiClient
@@ -40,6 +42,7 @@ REQUIRED = {
     ("POST", "/dicom/worklist"): "imaging:capture",
     ("POST", "/dicom/query"): "imaging:admin",
     ("POST", "/dicom/retrieve"): "imaging:admin",
+    ("GET", "/dicom/retrieve/{retrieve_id}"): "imaging:admin",
     ("GET", "/images/{image_id}"): "imaging:view",
     ("DELETE", "/images/{image_id}"): "imaging:delete",
     ("GET", "/patients/{patient_id}/images"): "imaging:view",
@@ -81,7 +84,13 @@ def owned(stack: LocalStack) -> dict[str, str]:
     owner = ApiClient(stack, "clinic-a", Role.CLINICAL_STAFF)
     image = owner.upload(PHOTO)["imageId"]
     batch = owner.post("/upload/batch", {"files": [ONE_FILE], "patientId": "pat_1"}).json()["batchId"]
-    return {"image_id": image, "batch_id": batch, "patient_id": "pat_1", "ae_title": "ACCESS-NODE"}
+    return {
+        "image_id": image,
+        "batch_id": batch,
+        "patient_id": "pat_1",
+        "ae_title": "ACCESS-NODE",
+        "retrieve_id": "ret_none",
+    }
 
 
 def call(client: ApiClient, method: str, path: str, ids: dict[str, str]) -> requests.Response:
@@ -120,7 +129,16 @@ def target(stack: LocalStack) -> dict[str, str]:
     batch = owner.post("/upload/batch", {"files": [ONE_FILE], "patientId": "pat_1"}).json()["batchId"]
     admin = ApiClient(stack, "clinic-a", Role.CLINIC_ADMIN)
     assert admin.put("/patients/pat_only_in_a", {}).status_code == 204
-    return {"image_id": image, "batch_id": batch, "patient_id": "pat_only_in_a", "ae_title": "ACCESS-NODE"}
+    pacs = {"aeTitle": f"PACS{uuid.uuid4().hex[:8].upper()}", "host": "127.0.0.1", "port": free_port()}
+    assert admin.post("/dicom/nodes", pacs).status_code == 201
+    retrieve = admin.post("/dicom/retrieve", {"node": pacs["aeTitle"], "studyInstanceUid": "1.2.3"})
+    return {
+        "image_id": image,
+        "batch_id": batch,
+        "patient_id": "pat_only_in_a",
+        "ae_title": "ACCESS-NODE",
+        "retrieve_id": retrieve.json()["retrieveId"],
+    }
 
 
 @pytest.mark.parametrize(("method", "path"), ID_ROUTES, ids=lambda v: str(v))

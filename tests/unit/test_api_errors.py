@@ -29,6 +29,8 @@ ENV = {
     "ORCA_CLINICS_TABLE": "clinics",
     "ORCA_DICOM_NODES_TABLE": "dicom-nodes",
     "ORCA_WORKLIST_TABLE": "worklist",
+    "ORCA_PACS_RETRIEVES_TABLE": "pacs-retrieves",
+    "ORCA_PACS_RETRIEVE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/pacs-retrieves",
     "ORCA_BATCH_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:1:stateMachine:b",
 }
 GOOD_BODY = {"fileName": "a.jpg", "size": 10, "contentType": "image/jpeg", "patientId": "pat_1"}

@@ -42,6 +42,8 @@ def test_every_function_gets_every_resource_its_settings_need(monkeypatch: pytes
         "clinics_table": "clinics",
         "dicom_nodes_table": "dicom-nodes",
         "worklist_table": "worklist",
+        "pacs_retrieves_table": "pacs-retrieves",
+        "pacs_retrieve_queue_url": "https://sqs.eu-west-1.amazonaws.com/1/pacs-retrieves",
         "batch_state_machine_arn": "arn:aws:states:eu-west-1:1:stateMachine:b",
     }
     for spec in FUNCTIONS:

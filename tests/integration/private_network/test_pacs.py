@@ -92,10 +92,22 @@ class Pacs:
     def query(self, **body: Any) -> requests.Response:
         return self.admin.post("/dicom/query", {"node": self.ae_title, **body})
 
-    def retrieve(self, study: str, method: str) -> requests.Response:
-        return self.admin.post(
-            "/dicom/retrieve", {"node": self.ae_title, "studyInstanceUid": study, "method": method}
-        )
+    def retrieve(self, study: str, method: str) -> dict[str, Any]:
+        """Queue a retrieve, as the admin's screen does, and follow it until it ends."""
+        return retrieved(self.admin, {"node": self.ae_title, "studyInstanceUid": study, "method": method})
+
+
+def retrieved(admin: ApiClient, body: dict[str, Any]) -> dict[str, Any]:
+    queued = admin.post("/dicom/retrieve", body)
+    assert queued.status_code == 202, queued.text
+    assert queued.json()["status"] == "QUEUED"
+    path = f"/dicom/retrieve/{queued.json()['retrieveId']}"
+
+    def finished() -> dict[str, Any] | None:
+        job = admin.get(path).json()
+        return job if job["status"] in ("COMPLETED", "FAILED") else None
+
+    return admin.stack.wait_until(finished, timeout=90)
 
 
 def register(stack: LocalStack, ae_title: str, port: int) -> ApiClient:
@@ -233,16 +245,16 @@ def test_retrieved_studies_are_ingested_and_a_second_retrieve_stores_nothing_new
         return found if len(found) == count else None
 
     moved = pacs.retrieve(archive.intraoral_study, "move")  # the PACS sends to our AE title
-    assert moved.status_code == 200, moved.text
-    assert moved.json() == {"method": "move", "completed": 3, "failed": 0, "warning": 0}
+    assert (moved["status"], moved["method"]) == ("COMPLETED", "move")
+    assert (moved["completed"], moved["failed"], moved["warning"]) == (3, 0, 0)
     objects = stack.wait_until(lambda: arrived(3), timeout=60)
     assert sorted(str(dcmread(io.BytesIO(o)).SOPInstanceUID) for o in objects) == archive.sop_instances(
         archive.intraoral_study
     )
 
     got = pacs.retrieve(archive.pano_study, "get")  # back on our own association
-    assert got.status_code == 200, got.text
-    assert got.json() == {"method": "get", "completed": 1, "failed": 0, "warning": 0}
+    assert (got["status"], got["method"]) == ("COMPLETED", "get")
+    assert (got["completed"], got["failed"], got["warning"]) == (1, 0, 0)
     stack.wait_until(lambda: arrived(4), timeout=60)
 
     def ingested() -> list[dict[str, Any]] | None:
@@ -255,7 +267,7 @@ def test_retrieved_studies_are_ingested_and_a_second_retrieve_stores_nothing_new
     assert {r["fileType"] for r in records} == {"XRAY"}
 
     again = pacs.retrieve(archive.intraoral_study, "move")
-    assert again.json()["completed"] == 3
+    assert again["completed"] == 3
 
     def audited() -> bool:
         trail = [e for i in records for e in repository.audit_trail(clinic, i["imageId"])]
@@ -275,3 +287,12 @@ def test_a_device_node_or_an_unreachable_pacs_is_a_clear_error(stack: LocalStack
     assert pacs.admin.post("/dicom/nodes", gone).status_code == 201
     unreachable = pacs.admin.post("/dicom/query", {"node": gone["aeTitle"]})
     assert unreachable.status_code == 502 and unreachable.json()["code"] == "remote_node_failed"
+    # A retrieve is queued all the same, and ends FAILED with the reason on its record.
+    failed = retrieved(pacs.admin, {"node": gone["aeTitle"], "studyInstanceUid": pacs.archive.pano_study})
+    assert failed["status"] == "FAILED" and "could not be reached" in failed["reason"]
+    assert "completed" not in failed
+    device_retrieve = {"node": device.json()["aeTitle"], "studyInstanceUid": pacs.archive.pano_study}
+    assert pacs.admin.post("/dicom/retrieve", device_retrieve).status_code == 400
+    mine = pacs.admin.get(f"/dicom/retrieve/{failed['retrieveId']}")
+    assert mine.status_code == 200
+    assert another_clinic.get(f"/dicom/retrieve/{failed['retrieveId']}").status_code == 404

@@ -123,8 +123,10 @@ class _RequestHandler(RequestHandler):
         # class keeps their state (the socket is made once: a second would signal the
         # connection twice).
         association.dul.socket.__class__ = _WholePduSocket
-        association.dul.__class__ = _WakingDul
-        association.dul.start_waking()
+        dul = association.dul
+        dul.__class__ = _WakingDul
+        assert isinstance(dul, _WakingDul)
+        dul.start_waking()
         association.dimse.__class__ = _WaitingDimse
         return association
 

@@ -467,6 +467,31 @@ class WorklistEntryModel(Model):
     created_by = UnicodeAttribute(null=True, attr_name="createdBy")
 
 
+class PacsRetrieveModel(Model):
+    """A retrieve from a clinic's PACS, run by the pacs_retrieve consumer: a study can take
+    longer than an API request may (`pacs.py`). QUEUED, then RUNNING, then COMPLETED with
+    the PACS's sub-operation counts, or FAILED with the reason."""
+
+    class Meta:
+        table_name = "unbound-pacs-retrieves"
+
+    clinic_id = UnicodeAttribute(hash_key=True, attr_name="clinicId")
+    retrieve_id = UnicodeAttribute(range_key=True, attr_name="retrieveId")
+    node = UnicodeAttribute()  # the PACS's AE title
+    study_instance_uid = UnicodeAttribute(attr_name="studyInstanceUid")
+    series_instance_uid = UnicodeAttribute(null=True, attr_name="seriesInstanceUid")
+    method = UnicodeAttribute()  # move | get
+    status = UnicodeAttribute()
+    completed = NumberAttribute(null=True)
+    failed = NumberAttribute(null=True)
+    warning = NumberAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    correlation_id = UnicodeAttribute(null=True, attr_name="correlationId")
+    created_at = UTCDateTimeAttribute(default=utcnow, attr_name="createdAt")
+    created_by = UnicodeAttribute(null=True, attr_name="createdBy")
+    updated_at = UTCDateTimeAttribute(default=utcnow, attr_name="updatedAt")
+
+
 # Every table the system has, by the settings field that names it.
 TABLE_MODELS: dict[str, type[Model]] = {
     "images_table": ImageModel,
@@ -476,4 +501,5 @@ TABLE_MODELS: dict[str, type[Model]] = {
     "clinics_table": ClinicSettingsModel,
     "dicom_nodes_table": DicomNodeModel,
     "worklist_table": WorklistEntryModel,
+    "pacs_retrieves_table": PacsRetrieveModel,
 }

@@ -30,8 +30,8 @@ if TYPE_CHECKING:
     from pynetdicom.events import Event
 
     from orca_imaging.models import DicomNodeModel
-    from orca_imaging.pacs import QueryRequest, RetrieveRequest
-    from orca_imaging.settings import ApiSettings
+    from orca_imaging.pacs import QueryRequest
+    from orca_imaging.settings import PacsSettings
 
 # PS3.4 C.4.1.1.4 / C.4.2.1.5: the C-FIND, C-MOVE and C-GET statuses not in dicom_service.
 PENDING_WARNING = 0xFF01
@@ -63,7 +63,7 @@ RETURN_KEYS = {
 }
 
 
-def find(node: DicomNodeModel, settings: ApiSettings, request: QueryRequest) -> list[dict[str, Any]]:
+def find(node: DicomNodeModel, settings: PacsSettings, request: QueryRequest) -> list[dict[str, Any]]:
     """Every match, once each: merged by UID over the name's spellings, and at study level
     with a modality asked for, only studies that have it."""
     keys = RETURN_KEYS[request.level]
@@ -81,14 +81,21 @@ def find(node: DicomNodeModel, settings: ApiSettings, request: QueryRequest) -> 
     return matches
 
 
-def retrieve(node: DicomNodeModel, settings: ApiSettings, request: RetrieveRequest) -> dict[str, int]:
+def retrieve(
+    node: DicomNodeModel,
+    settings: PacsSettings,
+    *,
+    study_instance_uid: str,
+    series_instance_uid: str | None,
+    method: str,
+) -> dict[str, int]:
     """C-MOVE to our AE title, or C-GET into S3: the sub-operation counts of the last answer."""
     identifier = Dataset()
-    identifier.QueryRetrieveLevel = "SERIES" if request.series_instance_uid else "STUDY"
-    identifier.StudyInstanceUID = request.study_instance_uid
-    if request.series_instance_uid:
-        identifier.SeriesInstanceUID = request.series_instance_uid
-    if request.method == "move":
+    identifier.QueryRetrieveLevel = "SERIES" if series_instance_uid else "STUDY"
+    identifier.StudyInstanceUID = study_instance_uid
+    if series_instance_uid:
+        identifier.SeriesInstanceUID = series_instance_uid
+    if method == "move":
         model = StudyRootQueryRetrieveInformationModelMove
         with _association(node, settings, [model]) as assoc:
             final = _final_status(assoc.send_c_move(identifier, settings.ae_title, model), node)
@@ -105,7 +112,7 @@ def retrieve(node: DicomNodeModel, settings: ApiSettings, request: RetrieveReque
 
 @contextmanager
 def _association(
-    node: DicomNodeModel, settings: ApiSettings, models: list[str], *, receiver: _GetReceiver | None = None
+    node: DicomNodeModel, settings: PacsSettings, models: list[str], *, receiver: _GetReceiver | None = None
 ) -> Iterator[Association]:
     """An association with the PACS for these models, released on leaving."""
     ae = AE(ae_title=settings.ae_title)
@@ -221,7 +228,7 @@ def _json(keyword: str, value: Any) -> Any:
 class _GetReceiver:
     """C-STORE sub-operations of a C-GET: each object in S3 before its Success."""
 
-    def __init__(self, node: DicomNodeModel, settings: ApiSettings) -> None:
+    def __init__(self, node: DicomNodeModel, settings: PacsSettings) -> None:
         self.node = node
         self.originals = ReceivedOriginals.for_settings(settings)
 

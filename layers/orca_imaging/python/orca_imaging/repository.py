@@ -31,6 +31,7 @@ from orca_imaging.models import (
     ClinicSettingsModel,
     DicomNodeModel,
     ImageModel,
+    PacsRetrieveModel,
     PatientModel,
     WorklistEntryModel,
     scoped,
@@ -502,6 +503,22 @@ def update_batch(batch: BatchModel, actions: list[Action], condition: Condition 
     except UpdateError:
         return False
     return True
+
+
+# ---------------------------------------------------------------- PACS retrieves
+def get_pacs_retrieve(clinic_id: str, retrieve_id: str) -> PacsRetrieveModel:
+    """The clinic's retrieve, or NotFoundError (also for another clinic's id)."""
+    try:
+        with dynamodb("get PACS retrieve"):
+            return PacsRetrieveModel.get(clinic_id, retrieve_id, consistent_read=True)
+    except DoesNotExist as e:
+        raise NotFoundError("retrieve not found", subject=("pacs_retrieve", retrieve_id)) from e
+
+
+def save_pacs_retrieve(retrieve: PacsRetrieveModel) -> None:
+    retrieve.updated_at = utcnow()
+    with dynamodb("save PACS retrieve"):
+        retrieve.save()
 
 
 # ---------------------------------------------------------------- worklist

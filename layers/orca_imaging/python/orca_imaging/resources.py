@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from orca_imaging.keys import INTAKE_PREFIX
 from orca_imaging.models import TABLE_MODELS
-from orca_imaging.settings import ApiSettings, AwsSettings, ConsumerSettings
+from orca_imaging.settings import ApiSettings, AwsSettings, ConsumerSettings, PacsSettings
 
 if TYPE_CHECKING:
     from pynamodb.models import Model
@@ -103,6 +103,11 @@ class FunctionSpec:
     timeout_seconds: int
     description: str
     calls_pacs: bool = False  # PACS query/retrieve: network egress to the clinics' VPN
+    folder: str = ""  # under functions/, when it shares another function's; else its name
+
+    @property
+    def code_folder(self) -> str:
+        return self.folder or self.name
 
     @property
     def handler(self) -> str:
@@ -117,7 +122,7 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         entry="functions.upload_url.handler:lambda_handler",
         settings=ApiSettings,
         memory_mb=512,
-        timeout_seconds=29,  # API Gateway's own limit: a PACS query or retrieve may take it
+        timeout_seconds=29,  # API Gateway's own limit: a PACS query may take it
         description="Imaging API: upload targets, batches, records",
         calls_pacs=True,
     ),
@@ -137,6 +142,16 @@ FUNCTIONS: tuple[FunctionSpec, ...] = (
         timeout_seconds=900,
         description="Scheduled: builds CBCT volumes whose series has gone quiet",
     ),
+    FunctionSpec(
+        name="pacs_retrieve",
+        folder="dicom_ingest",  # DICOM coming in, from a PACS
+        entry="functions.dicom_ingest.retrieve:lambda_handler",
+        settings=PacsSettings,
+        memory_mb=1024,  # a C-GET holds one object at a time, up to a CBCT archive's slice
+        timeout_seconds=900,  # a study of hundreds of objects: Lambda's limit, not the API's 29 s
+        description="Runs queued PACS retrieves (C-MOVE to us, or C-GET into S3)",
+        calls_pacs=True,
+    ),
 )
 
 
@@ -149,10 +164,14 @@ def function(name: str) -> FunctionSpec:
 class QueueSpec:
     construct_id: str
     consumer: str  # a FunctionSpec name
-    bucket_field: str  # the bucket whose ObjectCreated events feed it
-    prefix: str
     batch_size: int
     max_receive_count: int
+    # Fed by a bucket's ObjectCreated events under a prefix...
+    bucket_field: str | None = None
+    prefix: str = ""
+    # ...or by functions, which find its URL in this settings field.
+    url_field: str | None = None
+    senders: tuple[str, ...] = ()
     # AWS advises a visibility timeout of at least six times the consumer's timeout.
     visibility_timeout_seconds: int = field(default=0)
 
@@ -168,6 +187,16 @@ QUEUES: tuple[QueueSpec, ...] = (
         prefix=INTAKE_PREFIX,
         batch_size=10,
         max_receive_count=5,
+    ),
+    QueueSpec(
+        construct_id="PacsRetrieves",
+        consumer="pacs_retrieve",
+        url_field="pacs_retrieve_queue_url",
+        senders=("upload_url",),
+        batch_size=1,  # each retrieve takes its own invocation's 15 minutes
+        # A PACS that cannot be reached fails the retrieve on the record, not the message:
+        # only an unexpected error is tried again.
+        max_receive_count=2,
     ),
 )
 
@@ -205,6 +234,7 @@ ROUTES: tuple[RouteSpec, ...] = tuple(
         ("POST", "/dicom/worklist"),
         ("POST", "/dicom/query"),
         ("POST", "/dicom/retrieve"),
+        ("GET", "/dicom/retrieve/{retrieve_id}"),
         ("GET", "/images/{image_id}"),
         ("DELETE", "/images/{image_id}"),
         ("GET", "/patients/{patient_id}/images"),
@@ -234,7 +264,7 @@ def settings_env(settings: type[AwsSettings], values: dict[str, str]) -> dict[st
     return env
 
 
-SETTINGS_WITH_RESOURCES = (ApiSettings, ConsumerSettings)
+SETTINGS_WITH_RESOURCES = (ApiSettings, ConsumerSettings, PacsSettings)
 
 
 # ---------------------------------------------------------------- state machines

@@ -40,6 +40,7 @@ class TableSettings(AwsSettings):
     clinics_table: str
     dicom_nodes_table: str
     worklist_table: str
+    pacs_retrieves_table: str
 
 
 class StorageSettings(TableSettings):
@@ -55,8 +56,17 @@ class DicomIdentity(BaseModel):
     ae_title: str = Field(default="ORCA", min_length=1, max_length=16)
 
 
-class ApiSettings(StorageSettings, DicomIdentity):
-    """The upload_url function."""
+class PacsSettings(StorageSettings, DicomIdentity):
+    """The pacs_retrieve consumer: our SCU against a clinic's PACS."""
+
+    # How long to wait for each of the PACS's answers; a C-MOVE or C-GET answers once per
+    # object it sends.
+    pacs_timeout_seconds: int = Field(default=10, gt=0)
+
+
+class ApiSettings(PacsSettings):
+    """The upload_url function. It runs PACS queries itself (within API Gateway's 29 s) and
+    queues retrieves, which can take far longer."""
 
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
     # Time to upload = fixed allowance + size / slowest link we plan for.
@@ -72,9 +82,7 @@ class ApiSettings(StorageSettings, DicomIdentity):
     # Files above this go up in parts (CBCT archives, big scans); S3's minimum part is 5 MiB.
     multipart_threshold_bytes: int = Field(default=100 * 1024**2, ge=5 * 1024**2)
     multipart_part_bytes: int = Field(default=16 * 1024**2, ge=5 * 1024**2)
-    # A PACS query or retrieve: how long to wait for each of the PACS's answers (the
-    # function itself has 29 s, API Gateway's limit).
-    pacs_timeout_seconds: int = Field(default=10, gt=0)
+    pacs_retrieve_queue_url: str
 
 
 class ConsumerSettings(StorageSettings):

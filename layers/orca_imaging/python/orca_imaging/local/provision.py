@@ -129,13 +129,16 @@ def provision(
         out.queue_urls[queue.construct_id] = url
         out.dlq_urls[queue.construct_id] = dlq_url
         out.queue_arns[queue.construct_id] = arn
-        notifications.setdefault(out.values[queue.bucket_field], []).append(
-            {
-                "QueueArn": arn,
-                "Events": ["s3:ObjectCreated:*"],
-                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": queue.prefix}]}},
-            }
-        )
+        if queue.url_field:
+            out.values[queue.url_field] = url
+        if queue.bucket_field:
+            notifications.setdefault(out.values[queue.bucket_field], []).append(
+                {
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": queue.prefix}]}},
+                }
+            )
     for bucket_name, configs in notifications.items():
         s3.put_bucket_notification_configuration(
             Bucket=bucket_name, NotificationConfiguration={"QueueConfigurations": configs}

@@ -1,0 +1,65 @@
+"""PACS retrieves are queued, run by the pacs_retrieve consumer and followed by id: how a
+retrieve ends when its PACS cannot be reached, and what a second delivery of its message
+does (SQS delivers at least once). Retrieves that bring objects in are in
+`private_network/test_pacs.py`, against Orthanc and dcmqrscp."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from orca_imaging import pacs, repository
+from orca_imaging.local.stack import free_port
+from orca_imaging.settings import PacsSettings, load
+from tests.integration.test_dicom_service import new_clinic_with_node
+
+if TYPE_CHECKING:
+    from orca_imaging.local.stack import LocalStack
+    from tests.integration.conftest import ApiClient
+
+
+def queue_and_finish(admin: ApiClient, node: str) -> dict[str, Any]:
+    queued = admin.post("/dicom/retrieve", {"node": node, "studyInstanceUid": "1.2.840.1", "method": "get"})
+    assert queued.status_code == 202, queued.text
+    path = f"/dicom/retrieve/{queued.json()['retrieveId']}"
+
+    def finished() -> dict[str, Any] | None:
+        job = admin.get(path).json()
+        return job if job["status"] in ("COMPLETED", "FAILED") else None
+
+    return admin.stack.wait_until(finished, timeout=60)
+
+
+def test_a_retrieve_from_an_unreachable_pacs_fails_with_its_reason_and_is_audited(stack: LocalStack) -> None:
+    admin, node = new_clinic_with_node(stack, host="127.0.0.1", port=free_port())
+    job = queue_and_finish(admin, node)
+    assert job["status"] == "FAILED"
+    assert job["reason"] == "the PACS could not be reached or refused the association"
+    assert (job["node"], job["method"], job["studyInstanceUid"]) == (node, "get", "1.2.840.1")
+    trail = [e.action for e in repository.audit_trail(admin.clinic, node)]
+    assert "PACS_RETRIEVE_QUEUED" in trail and "PACS_RETRIEVE_FAILED" in trail
+
+
+def test_a_finished_retrieve_delivered_again_is_left_as_it_is(stack: LocalStack) -> None:
+    admin, node = new_clinic_with_node(stack, host="127.0.0.1", port=free_port())
+    job = queue_and_finish(admin, node)
+    before = repository.audit_trail(admin.clinic, node)
+
+    pacs.run_retrieve(admin.clinic, job["retrieveId"], load(PacsSettings))  # the same message again
+
+    assert admin.get(f"/dicom/retrieve/{job['retrieveId']}").json() == job
+    assert len(repository.audit_trail(admin.clinic, node)) == len(before)
+
+
+def test_a_retrieve_whose_run_died_is_run_again(stack: LocalStack) -> None:
+    admin, node = new_clinic_with_node(stack, host="127.0.0.1", port=free_port())
+    job = queue_and_finish(admin, node)
+    record = repository.get_pacs_retrieve(admin.clinic, job["retrieveId"])
+    record.status, record.reason = pacs.RetrieveStatus.RUNNING, None  # as a run killed by its timeout
+    repository.save_pacs_retrieve(record)
+
+    pacs.run_retrieve(admin.clinic, job["retrieveId"], load(PacsSettings))
+
+    again = admin.get(f"/dicom/retrieve/{job['retrieveId']}").json()
+    assert again["status"] == "FAILED" and again["updatedAt"] > job["updatedAt"]
+    failures = [e for e in repository.audit_trail(admin.clinic, node) if e.action == "PACS_RETRIEVE_FAILED"]
+    assert len(failures) == 2
