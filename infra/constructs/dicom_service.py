@@ -318,6 +318,16 @@ class DicomService(Construct):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
                 alarm_description="DICOM C-STOREs answered with a failure status.",
             ),
+            # An acknowledged object whose spooled file cannot be read: set aside on EFS.
+            "SpoolDamaged": service_metric("DicomSpoolDamaged", "Sum").create_alarm(
+                self,
+                "SpoolDamagedAlarm",
+                threshold=0,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description="A spooled DICOM file could not be read; it is kept in damaged/.",
+            ),
         }
         for alarm in self.alarms.values():
             alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))

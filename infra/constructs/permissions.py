@@ -131,7 +131,7 @@ class Permissions(Construct):
                 iam.PolicyStatement(actions=KEY_ACTIONS, resources=[self._storage.key.key_arn]),
             ],
             {
-                f"Resource::<{self._logical_id(originals)}.Arn>/clinic/*/original/*": (
+                f"Resource::<{self._logical_id(originals)}.Arn>/{original_key('*', '*')}": (
                     "New originals, under any clinic's and image's id, and only as a create."
                 )
             },

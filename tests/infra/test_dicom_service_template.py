@@ -114,6 +114,10 @@ def test_the_service_scales_on_cpu_and_its_alarms_page_the_operators(synth: Synt
     failed = synth.json["Resources"][synth.logical_id(synth.stack.dicom.alarms["StoresFailed"])]["Properties"]
     names = {m["MetricStat"]["Metric"]["MetricName"] for m in failed["Metrics"] if "MetricStat" in m}
     assert names == {"DicomStoresFailed", "DicomStoresRefused"}
+    damaged = synth.json["Resources"][synth.logical_id(synth.stack.dicom.alarms["SpoolDamaged"])][
+        "Properties"
+    ]
+    assert (damaged["MetricName"], damaged["Threshold"]) == ("DicomSpoolDamaged", 0)
 
 
 def test_the_task_role_reads_tables_writes_only_audit_events_and_only_creates_originals(synth: Synth) -> None:

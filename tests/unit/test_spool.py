@@ -3,6 +3,7 @@ clears partial writes, a full spool refuses."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import pytest
@@ -60,3 +61,18 @@ def test_a_full_spool_refuses_rather_than_drops(tmp_path: Path) -> None:
     with pytest.raises(SpoolFullError):
         spool.put(b"0123456789", arrival(2))
     assert [s.arrival.image_id for s in spool.waiting()] == ["img_0001"]
+
+
+def test_a_file_whose_arrival_cannot_be_read_is_set_aside_not_retried_before_the_rest(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000)
+    damaged = spool.ready / "img_0000.spooled"
+    damaged.write_bytes(b"orca-spool/1 {not json\nDICM")  # the oldest: first in every pass
+    os.utime(damaged, ns=(0, 0))
+    spool.put(b"DICM-bytes", arrival(1))
+
+    assert [(s.arrival, s.object_bytes()) for s in spool.waiting()] == [(arrival(1), b"DICM-bytes")]
+    assert [p.name for p in spool.damaged.iterdir()] == ["img_0000.spooled"]  # kept, for an operator
+    assert (spool.damaged / "img_0000.spooled").read_bytes() == b"orca-spool/1 {not json\nDICM"
+    assert spool.depth() == 1

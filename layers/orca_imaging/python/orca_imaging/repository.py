@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pynamodb.connection import Connection
 from pynamodb.exceptions import (
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from pynamodb.expressions.condition import Condition
     from pynamodb.expressions.update import Action
+    from pynamodb.models import Model
 
     from orca_imaging.auth import Principal
     from orca_imaging.settings import TableSettings
@@ -159,14 +160,27 @@ def audit_trail(clinic_id: str, subject_id: str) -> list[AuditEventModel]:
         return list(AuditEventModel.by_subject.query(scoped(clinic_id, subject_id)))
 
 
+# ---------------------------------------------------------------- items of one clinic
+_Item = TypeVar("_Item", bound="Model")
+
+
+def _clinic_item(
+    model: type[_Item], clinic_id: str, item_id: str, subject_type: str, *, consistent_read: bool = True
+) -> _Item:
+    """The clinic's item, or NotFoundError, also for another clinic's id: the clinic is the
+    partition key, so another's item is never read. `subject_type` names it in the audit."""
+    try:
+        with dynamodb(f"get {subject_type}"):
+            return model.get(clinic_id, item_id, consistent_read=consistent_read)
+    except DoesNotExist as e:
+        raise NotFoundError(
+            f"{subject_type.replace('_', ' ')} not found", subject=(subject_type, item_id)
+        ) from e
+
+
 # ---------------------------------------------------------------- images
 def get_image(clinic_id: str, image_id: str) -> ImageModel:
-    """The caller's clinic's image, or NotFoundError (also for another clinic's id)."""
-    try:
-        with dynamodb("get image"):
-            return ImageModel.get(clinic_id, image_id, consistent_read=True)
-    except DoesNotExist as e:
-        raise NotFoundError("image not found", subject=("image", image_id)) from e
+    return _clinic_item(ImageModel, clinic_id, image_id, "image")
 
 
 def find_image(clinic_id: str, image_id: str) -> ImageModel | None:
@@ -385,11 +399,8 @@ def record_audit_event(event: AuditEventModel) -> None:
 
 # ---------------------------------------------------------------- patients
 def get_patient(clinic_id: str, patient_id: str) -> PatientModel:
-    try:
-        with dynamodb("get patient"):
-            return PatientModel.get(clinic_id, patient_id)
-    except DoesNotExist as e:
-        raise NotFoundError("patient not found", subject=("patient", patient_id)) from e
+    # A replica the PMS sync writes: an eventually consistent read is enough.
+    return _clinic_item(PatientModel, clinic_id, patient_id, "patient", consistent_read=False)
 
 
 def save_patient(patient: PatientModel) -> None:
@@ -484,11 +495,7 @@ def save_clinic_settings(settings: ClinicSettingsModel) -> None:
 
 # ---------------------------------------------------------------- batches
 def get_batch(clinic_id: str, batch_id: str) -> BatchModel:
-    try:
-        with dynamodb("get batch"):
-            return BatchModel.get(clinic_id, batch_id, consistent_read=True)
-    except DoesNotExist as e:
-        raise NotFoundError("batch not found", subject=("batch", batch_id)) from e
+    return _clinic_item(BatchModel, clinic_id, batch_id, "batch")
 
 
 def create_batch(batch: BatchModel) -> None:
@@ -507,12 +514,7 @@ def update_batch(batch: BatchModel, actions: list[Action], condition: Condition 
 
 # ---------------------------------------------------------------- PACS retrieves
 def get_pacs_retrieve(clinic_id: str, retrieve_id: str) -> PacsRetrieveModel:
-    """The clinic's retrieve, or NotFoundError (also for another clinic's id)."""
-    try:
-        with dynamodb("get PACS retrieve"):
-            return PacsRetrieveModel.get(clinic_id, retrieve_id, consistent_read=True)
-    except DoesNotExist as e:
-        raise NotFoundError("retrieve not found", subject=("pacs_retrieve", retrieve_id)) from e
+    return _clinic_item(PacsRetrieveModel, clinic_id, retrieve_id, "pacs_retrieve")
 
 
 def save_pacs_retrieve(retrieve: PacsRetrieveModel) -> None:

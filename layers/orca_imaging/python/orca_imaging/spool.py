@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from orca_imaging.errors import SpoolFullError
 from orca_imaging.ids import new_image_id
+from orca_imaging.observability import logger, metrics
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -91,9 +92,10 @@ class Spool:
     def __init__(self, root: Path, *, max_bytes: int) -> None:
         self.root = root
         self.ready = root / "ready"
+        self.damaged = root / "damaged"
         self.max_bytes = max_bytes
         incoming = root / "incoming"
-        for folder in (incoming, self.ready):
+        for folder in (incoming, self.ready, self.damaged):
             folder.mkdir(parents=True, exist_ok=True)
         # Made and locked under a dotted name, then renamed: no other task ever sees this
         # folder unlocked and takes it for a dead task's.
@@ -156,13 +158,34 @@ class Spool:
                     header = f.readline(_HEADER_MAX_BYTES)
             except FileNotFoundError:
                 continue
-            arrival = Arrival(**json.loads(header.removeprefix(_HEADER_TAG)))
+            try:
+                arrival = _arrival(header)
+            except (ValueError, TypeError):
+                self._set_aside(path)
+                continue
             yield Spooled(path, arrival, len(header))
+
+    def _set_aside(self, path: Path) -> None:
+        """A file whose arrival cannot be read (damaged on disk, or another format): kept in
+        `damaged/` for an operator, not retried ahead of every object behind it."""
+        try:
+            path.replace(self.damaged / path.name)
+        except FileNotFoundError:  # another task's drainer set it aside first
+            return
+        metrics.add_metric(name="DicomSpoolDamaged", unit="Count", value=1)
+        logger.error("spooled file unreadable: set aside", extra={"spooled_file": path.name})
 
     def remove(self, spooled: Spooled) -> None:
         """Only once S3 has the object. Not fsynced: a removal lost in a crash only sends the
         object again, and its conditional write finds it already there."""
         spooled.path.unlink(missing_ok=True)
+
+
+def _arrival(header: bytes) -> Arrival:
+    """The arrival in a spooled file's first line; ValueError or TypeError when it is not one."""
+    if not header.startswith(_HEADER_TAG) or not header.endswith(b"\n"):
+        raise ValueError("not a spool header")
+    return Arrival(**json.loads(header.removeprefix(_HEADER_TAG)))
 
 
 def _try_lock(path: Path) -> TextIO | None:

@@ -1,0 +1,34 @@
+"""The Lambda handler every SQS consumer uses, so each function's `handler.py` only says
+what one record means."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+
+from orca_imaging.observability import logger, metrics
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+
+def sqs_handler(
+    handle_record: Callable[[SQSRecord], None],
+) -> Callable[[dict[str, Any], LambdaContext], PartialItemFailureResponse]:
+    """Each record of a batch to `handle_record`. One that raises is reported as a batch
+    item failure (the others are done), so SQS retries only it, then dead-letters it."""
+    processor = BatchProcessor(event_type=EventType.SQS)
+
+    @logger.inject_lambda_context
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+        return process_partial_response(
+            event=event, record_handler=handle_record, processor=processor, context=context
+        )
+
+    return lambda_handler
