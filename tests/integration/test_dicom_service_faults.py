@@ -199,6 +199,8 @@ def test_sigterm_finishes_the_association_in_flight_refuses_new_ones_and_leaves_
     spool_dir = tmp_path / "spool"
     transfer = Transfer(stack, spool_dir, radiographs, processes)
     admin, ae_title, first, sender = transfer.admin, transfer.ae_title, transfer.first, transfer.sender
+    # Read before the signal: once the sender is done, they and the first may have exited.
+    receivers = first.receivers()
     first.process.send_signal(signal.SIGTERM)
     time.sleep(0.5)
     late = first.send(ae_title, radiographs[:1])  # after SIGTERM: no new association
@@ -207,7 +209,6 @@ def test_sigterm_finishes_the_association_in_flight_refuses_new_ones_and_leaves_
 
     output, _ = sender.communicate(timeout=120)
     assert sender.returncode == 0 and acknowledged(output) == OBJECTS  # the one in flight completed
-    receivers = first.receivers()
     assert first.process.wait(60) == 0
     assert receivers and not any(map(running, receivers))  # stopped by the first
     assert spooled(spool_dir) == OBJECTS  # S3 refused; all kept

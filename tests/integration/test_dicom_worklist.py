@@ -124,3 +124,12 @@ def test_the_worklist_api_lists_by_day_and_station_for_admins_only(stack: LocalS
         },
     )
     assert missing.status_code == 404
+    # A year a DICOM date cannot hold (found by schemathesis: it was a 500).
+    ancient = {
+        "patientId": "pat_wl",
+        "accessionNumber": "A-8",
+        "scheduledAt": "0207-10-01T17:32:41",
+        "modality": "PX",
+    }
+    too_early = admin.post("/dicom/worklist", ancient)
+    assert too_early.status_code == 400 and "scheduledAt" in too_early.text

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 # The modalities of a dental practice's X-ray devices.
 Modality = Literal["PX", "IO", "DX", "CR", "CT", "XC"]
 DAY_START, DAY_END = "000000", "235959"
+FIRST_YEAR = 1900
 
 
 class EntryRequest(RequestBody):
@@ -41,6 +42,9 @@ class EntryRequest(RequestBody):
     @field_validator("scheduled_at")
     @classmethod
     def _local(cls, value: datetime) -> datetime:
+        # A DICOM date has a four-digit year, and the entries sort by their YYYYMMDD text.
+        if value.year < FIRST_YEAR:
+            raise ValueError(f"a scheduled step is in {FIRST_YEAR} or later")
         return value.replace(tzinfo=None)  # DICOM dates and times are the device's local time
 
 
