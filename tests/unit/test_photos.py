@@ -11,10 +11,12 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageChops, ImageStat
+from PIL import Image, ImageChops, ImageCms, ImageStat
+from pillow_heif import open_heif
 
+from orca_imaging.errors import FileRejectedError
 from orca_imaging.photos import ProcessedPhoto, process_photo
-from orca_imaging.variants import strip_jpeg_metadata
+from orca_imaging.variants import preview_size, strip_jpeg_metadata
 from tests.conftest import CORPUS, corpus_files
 
 UPLOADED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -126,6 +128,24 @@ def test_a_turned_jpeg_is_re_encoded_upright() -> None:
     assert not full.lossless and (full.width, full.height) == (1536, 2048)
 
 
+def test_a_turned_jpeg_cut_short_is_rejected_as_truncated() -> None:
+    # Its small variants are decoded on another thread while the full size is: a failure in
+    # either is the file's rejection, with its reason.
+    data = (CORPUS / "photos" / "canon_sx60_orient6.jpg").read_bytes()
+    for cut in (data[: len(data) // 2], data[: len(data) - 4096]):
+        with pytest.raises(FileRejectedError) as rejected:
+            process_photo(cut, UPLOADED)
+        assert rejected.value.reason == "truncated"
+    assert processed(CORPUS / "photos" / "canon_sx60_orient6.jpg").quality.score > 0  # the whole one is fine
+
+
+def test_the_preview_of_a_large_jpeg_is_decoded_at_the_smallest_scale_that_holds_it() -> None:
+    # 4240x2830 must decode at 1/4 (1060x708), not 1/2 as a square 800x800 request would.
+    assert preview_size((4240, 2830)) == (800, 534)
+    assert preview_size((2830, 4240)) == (534, 800)
+    assert preview_size((640, 480)) == (640, 480)  # never enlarged
+
+
 def test_cmyk_becomes_srgb_with_the_same_colours(tmp_path: Path) -> None:
     source = Image.open(CORPUS / "photos" / "ortho_intraoral_nikon_d90.jpg").convert("RGB")
     source.thumbnail((600, 600))
@@ -136,6 +156,39 @@ def test_cmyk_becomes_srgb_with_the_same_colours(tmp_path: Path) -> None:
     assert preview.mode == "RGB"
     expected = source.resize(preview.size)
     assert max(ImageStat.Stat(ImageChops.difference(preview.convert("RGB"), expected)).mean) < 12
+
+
+def test_every_variant_of_a_display_p3_photo_has_its_srgb_colours(tmp_path: Path) -> None:
+    # The small variants are resampled in Display P3 and converted after; the full size is
+    # converted whole. Flat patches, so JPEG's own error stays out of the comparison.
+    p3_icc = open_heif(CORPUS / "photos" / "iphone13promax.heic").info["icc_profile"]
+    colours = [(200, 120, 60), (60, 160, 90), (70, 90, 200), (230, 200, 150)]
+    picture = Image.new("RGB", (2400, 1600))
+    for i, colour in enumerate(colours):  # one per quadrant
+        picture.paste(colour, (i % 2 * 1200, i // 2 * 800, i % 2 * 1200 + 1200, i // 2 * 800 + 800))
+    path = tmp_path / "p3.png"
+    picture.save(path, icc_profile=p3_icc)
+    p3 = ImageCms.ImageCmsProfile(io.BytesIO(p3_icc))
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    swatches = Image.new("RGB", (len(colours), 1))
+    for i, colour in enumerate(colours):
+        swatches.putpixel((i, 0), colour)
+    expected = ImageCms.profileToProfile(swatches, p3, srgb, outputMode="RGB")
+    assert expected is not None
+    expected_colours = [expected.getpixel((i, 0)) for i in range(len(colours))]
+    # Left unconverted, some channel would be off by more than the tolerance below.
+    assert any(
+        abs(a - b) > 6
+        for c, e in zip(colours, expected_colours, strict=True)
+        for a, b in zip(c, e, strict=True)
+    )
+    photo = process_photo(path.read_bytes(), UPLOADED)
+    for name in ("thumb.jpg", "preview.jpg", "full.jpg"):
+        image = variant(photo, name).convert("RGB")
+        for i, want in enumerate(expected_colours):
+            centre = ((2 * (i % 2) + 1) * image.width // 4, (2 * (i // 2) + 1) * image.height // 4)
+            got = image.getpixel(centre)
+            assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 3, (name, i, got, want)
 
 
 def test_stripping_refuses_what_is_not_a_jpeg_stream() -> None:

@@ -477,7 +477,7 @@ def render_preview(data: bytes, dataset: Dataset) -> Preview:
                 image = _to_picture(pixel_array(io.BytesIO(data), index=count // 2), dataset)
     except Exception as e:  # any decoder failure: the object stays, its preview does not
         return Preview([], f"pixel data could not be decoded: {type(e).__name__}")
-    return Preview(small_variants(b"", image, redecode_jpeg=False), None)
+    return Preview(small_variants(image), None)
 
 
 def _mosaic(tiles: list[Image.Image]) -> Image.Image:

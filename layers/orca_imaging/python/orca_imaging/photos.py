@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,13 +26,16 @@ from orca_imaging.variants import (
     PREVIEW_PX,
     Variant,
     keeps_compressed_data,
+    preview_size,
     reencoded_full_resolution,
     small_variants,
+    small_variants_of_jpeg,
     strip_jpeg_metadata,
     to_srgb,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from datetime import datetime
 
 _PILLOW_READY = False
@@ -41,6 +46,9 @@ MAX_PIXELS = 200_000_000
 # migration) processes photo after photo, so up to 32 of Pillow's 16 MB blocks are kept for
 # reuse (its PILLOW_BLOCKS_MAX): at most 512 MB of the function's 1769 MB.
 _PIXEL_BLOCKS_KEPT = 32
+# Where the small variants of a large JPEG are made while the full size is (see process_photo).
+# One worker: a Lambda at 1769 MB has one vCPU, and then this merely interleaves the two.
+_SECOND_CORE = ThreadPoolExecutor(1, thread_name_prefix="photo-small-variants")
 
 
 def _prepare_pillow() -> None:
@@ -85,11 +93,19 @@ def process_photo(
     limits.check_dimensions(image.width, image.height)
     stored_size, orientation = image.size, _orientation(image)
     stripped = strip_jpeg_metadata(data) if keeps_compressed_data(image, orientation) else None
-    if stripped is not None and max(image.size) > 2 * PREVIEW_PX:
+    large_jpeg = image.format == "JPEG" and max(image.size) > 2 * PREVIEW_PX
+    small_ahead: Future[list[Variant]] | None = None
+    if large_jpeg and stripped is not None:
         # The full-size copy needs no pixels, so decode at reduced scale (DCT scaling):
         # every entropy-coded byte is still decoded, so truncation and corruption are
         # caught as in a full decode, for a fraction of the time and memory.
-        image.draft(image.mode, (PREVIEW_PX, PREVIEW_PX))
+        image.draft(image.mode, preview_size(image.size))
+    elif large_jpeg:
+        # Its pixels must change (turned, or not sRGB). The small variants need nothing
+        # from the full size: a reduced-scale decode of their own makes them on a second
+        # core while this one decodes, turns and encodes it (Pillow lets go of the GIL
+        # while it decodes, turns and resamples).
+        small_ahead = _SECOND_CORE.submit(small_variants_of_jpeg, data)
     _decode(image)
     if exif_damage(image.info.get("exif")):
         # The pixels are sound; the camera's metadata cannot all be trusted (capture time
@@ -97,7 +113,6 @@ def process_photo(
         cautions.append("exif_damaged")
     fields = read_exif(image)
     source_format, mode, icc = image.format or "", image.mode, image.info.get("icc_profile")
-    redecode_jpeg = source_format == "JPEG" and image.size == stored_size
     upright = image
     if orientation != 1:
         upright = ImageOps.exif_transpose(image, in_place=False)
@@ -105,9 +120,14 @@ def process_photo(
     if stripped is not None:
         full = Variant("full.jpg", stripped, *stored_size, lossless=True)
     else:
-        upright = to_srgb(upright)  # once, for the full-size copy and the small ones
-        full = reencoded_full_resolution(upright)
-    small = small_variants(data, upright, redecode_jpeg=redecode_jpeg)
+        if small_ahead is None:  # from these pixels, beside the full size's colour and encode
+            small_ahead = _SECOND_CORE.submit(small_variants, upright)
+        full = reencoded_full_resolution(to_srgb(upright))
+    if small_ahead is None:
+        small = small_variants(upright)
+    else:
+        with _undecodable_rejected():
+            small = small_ahead.result()
     width, height = stored_size[::-1] if orientation in _QUARTER_TURNS else stored_size
     preview = next(v for v in small if v.name == "preview.jpg")
     preview_image = Image.open(io.BytesIO(preview.data))
@@ -164,12 +184,19 @@ def _open(data: bytes) -> Image.Image:
 
 def _decode(image: Image.Image) -> None:
     """Decode every byte of the image data, so a file cut short or corrupt is caught."""
-    try:
+    with _undecodable_rejected():
         image.load()
-    except (OSError, SyntaxError, ValueError) as e:
-        raise FileRejectedError(_decode_failure(e), "the image could not be decoded in full") from e
     if image.format in ("HEIF", "AVIF") and _missing_tiles(image):
         raise FileRejectedError("truncated", "the end of the image is missing (the file was cut short)")
+
+
+@contextmanager
+def _undecodable_rejected() -> Iterator[None]:
+    """A decoder's failure inside becomes the file's rejection, with its reason."""
+    try:
+        yield
+    except (OSError, SyntaxError, ValueError) as e:
+        raise FileRejectedError(_decode_failure(e), "the image could not be decoded in full") from e
 
 
 def _decode_failure(error: Exception) -> str:

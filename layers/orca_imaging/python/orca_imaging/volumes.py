@@ -202,7 +202,7 @@ def _rescale_frame(frame: np.ndarray, dataset: Dataset, index: int) -> np.ndarra
 
 def plane_variants(pictures: dict[str, Image.Image]) -> list[Variant]:
     """A JPEG per plane, plus the usual thumbnail and preview made from the MIP."""
-    made = {name: small_variants(b"", pictures[name], redecode_jpeg=False) for name in PLANES}
+    made = {name: small_variants(pictures[name]) for name in PLANES}
     named = [
         Variant(f"{name}.jpg", preview.data, preview.width, preview.height)
         for name, (_, preview) in made.items()
