@@ -81,6 +81,7 @@ class ImagingStack(Stack):
                 spec=spec,
                 bucket=storage.buckets[spec.bucket_field] if spec.bucket_field else None,
                 key=storage.messages_key,
+                alarm_topic=self.alarms,
             )
             for spec in QUEUES
         }

@@ -1,16 +1,21 @@
 """SQS (with a dead-letter queue) -> consumer, from `resources.QUEUES`: fed by a bucket's
-ObjectCreated events, or by the functions that send to it."""
+ObjectCreated events, or by the functions that send to it. A message in the dead-letter
+queue is work its consumer gave up on (a file never processed, a PACS retrieve left
+RUNNING): it raises an alarm."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -32,6 +37,7 @@ class ConsumerQueue(Construct):
         spec: QueueSpec,
         bucket: s3.IBucket | None,
         key: kms.IKey,
+        alarm_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
         self.spec = spec
@@ -56,6 +62,21 @@ class ConsumerQueue(Construct):
                 queue=self.dead_letters, max_receive_count=spec.max_receive_count
             ),
         )
+        self.dead_letter_alarm = self.dead_letters.metric_approximate_number_of_messages_visible(
+            period=Duration.minutes(5), statistic="Maximum"
+        ).create_alarm(
+            self,
+            "DeadLettersAlarm",
+            threshold=0,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            alarm_description=(
+                f"{spec.consumer} failed {spec.max_receive_count} times on a message of the "
+                f"{spec.construct_id} queue; it is kept in the dead-letter queue."
+            ),
+        )
+        self.dead_letter_alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
         if bucket is not None:
             self._fed_by(bucket)
 

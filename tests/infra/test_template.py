@@ -76,7 +76,7 @@ def test_every_bucket_denies_requests_without_tls(synth: Synth) -> None:
         assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
 
 
-def test_intake_queues_are_encrypted_and_dead_letter_after_max_receives(synth: Synth) -> None:
+def test_intake_queues_are_encrypted_and_dead_letter_after_max_receives_with_an_alarm(synth: Synth) -> None:
     for spec in QUEUES:
         construct = synth.stack.queues[spec.construct_id]
         queue = synth.json["Resources"][synth.logical_id(construct.queue)]["Properties"]
@@ -87,6 +87,11 @@ def test_intake_queues_are_encrypted_and_dead_letter_after_max_receives(synth: S
         }
         assert queue["KmsMasterKeyId"] and synth.json["Resources"][dlq_id]["Properties"]["KmsMasterKeyId"]
         assert queue["VisibilityTimeout"] == spec.visibility_timeout()
+        alarm = synth.json["Resources"][synth.logical_id(construct.dead_letter_alarm)]["Properties"]
+        assert alarm["Namespace"] == "AWS/SQS" and alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}]
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+        assert alarm["AlarmActions"] == [{"Ref": synth.logical_id(synth.stack.alarms)}]
     mappings = synth.resources("AWS::Lambda::EventSourceMapping")
     assert all(
         m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings.values()
