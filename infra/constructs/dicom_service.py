@@ -30,6 +30,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from infra.constructs.alarms import alarm_on_any
 from infra.constructs.logs import encrypted_log_group
 from infra.constructs.nag import acknowledge
 from infra.constructs.permissions import new_originals_only
@@ -290,47 +291,43 @@ class DicomService(Construct):
         scaling.scale_on_cpu_utilization(
             "Cpu", target_utilization_percent=60, scale_in_cooldown=Duration.minutes(10)
         )
+        # S3 unreachable or refusing: acknowledged objects pile up on EFS.
+        backlog = service_metric("DicomSpoolDepth", "Maximum").create_alarm(
+            self,
+            "SpoolBacklogAlarm",
+            threshold=200,
+            evaluation_periods=3,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.BREACHING,  # a silent service is a problem too
+            alarm_description="DICOM spool backlog: objects acknowledged to devices are not reaching S3.",
+        )
+        backlog.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
         self.alarms = {
-            # S3 unreachable or refusing: acknowledged objects pile up on EFS.
-            "SpoolBacklog": service_metric("DicomSpoolDepth", "Maximum").create_alarm(
-                self,
-                "SpoolBacklogAlarm",
-                threshold=200,
-                evaluation_periods=3,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.BREACHING,  # a silent service is a problem too
-                alarm_description="DICOM spool backlog: objects acknowledged to devices are not reaching S3.",
-            ),
+            "SpoolBacklog": backlog,
             # A device was told an object was not stored (spool full, or a failure writing it).
-            "StoresFailed": cloudwatch.MathExpression(
-                expression="failed + refused",
-                using_metrics={
-                    "failed": service_metric("DicomStoresFailed", "Sum"),
-                    "refused": service_metric("DicomStoresRefused", "Sum"),
-                },
-                period=Duration.minutes(5),
-            ).create_alarm(
+            "StoresFailed": alarm_on_any(
                 self,
                 "StoresFailedAlarm",
-                threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description="DICOM C-STOREs answered with a failure status.",
+                cloudwatch.MathExpression(
+                    expression="failed + refused",
+                    using_metrics={
+                        "failed": service_metric("DicomStoresFailed", "Sum"),
+                        "refused": service_metric("DicomStoresRefused", "Sum"),
+                    },
+                    period=Duration.minutes(5),
+                ),
+                description="DICOM C-STOREs answered with a failure status.",
+                topic=alarm_topic,
             ),
             # An acknowledged object whose spooled file cannot be read: set aside on EFS.
-            "SpoolDamaged": service_metric("DicomSpoolDamaged", "Sum").create_alarm(
+            "SpoolDamaged": alarm_on_any(
                 self,
                 "SpoolDamagedAlarm",
-                threshold=0,
-                evaluation_periods=1,
-                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-                alarm_description="A spooled DICOM file could not be read; it is kept in damaged/.",
+                service_metric("DicomSpoolDamaged", "Sum"),
+                description="A spooled DICOM file could not be read; it is kept in damaged/.",
+                topic=alarm_topic,
             ),
         }
-        for alarm in self.alarms.values():
-            alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
         self._acknowledge(task, originals, [self.load_balancer_sg, self.service_sg])
         rotation = (
             "A TLS certificate is renewed by its CA and put here by the operator; "

@@ -8,8 +8,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aws_cdk import Duration
-from aws_cdk import aws_cloudwatch as cloudwatch
-from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
@@ -19,6 +17,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.constructs.alarms import alarm_on_any
 from infra.constructs.nag import acknowledge
 
 if TYPE_CHECKING:
@@ -62,21 +61,18 @@ class ConsumerQueue(Construct):
                 queue=self.dead_letters, max_receive_count=spec.max_receive_count
             ),
         )
-        self.dead_letter_alarm = self.dead_letters.metric_approximate_number_of_messages_visible(
-            period=Duration.minutes(5), statistic="Maximum"
-        ).create_alarm(
+        self.dead_letter_alarm = alarm_on_any(
             self,
             "DeadLettersAlarm",
-            threshold=0,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-            alarm_description=(
+            self.dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic="Maximum"
+            ),
+            description=(
                 f"{spec.consumer} failed {spec.max_receive_count} times on a message of the "
                 f"{spec.construct_id} queue; it is kept in the dead-letter queue."
             ),
+            topic=alarm_topic,
         )
-        self.dead_letter_alarm.add_alarm_action(cloudwatch_actions.SnsAction(alarm_topic))
         if bucket is not None:
             self._fed_by(bucket)
 

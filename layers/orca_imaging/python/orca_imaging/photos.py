@@ -46,8 +46,9 @@ MAX_PIXELS = 200_000_000
 # migration) processes photo after photo, so up to 32 of Pillow's 16 MB blocks are kept for
 # reuse (its PILLOW_BLOCKS_MAX): at most 512 MB of the function's 1769 MB.
 _PIXEL_BLOCKS_KEPT = 32
-# Where the small variants of a large JPEG are made while the full size is (see process_photo).
-# One worker: a Lambda at 1769 MB has one vCPU, and then this merely interleaves the two.
+# Where a photo's small variants are made while its full size is decoded, turned, converted
+# and encoded (see process_photo). One worker: a Lambda at 1769 MB has one vCPU, where the
+# two threads merely take turns (measured: the README's photo benchmark).
 _SECOND_CORE = ThreadPoolExecutor(1, thread_name_prefix="photo-small-variants")
 
 
