@@ -86,9 +86,9 @@ class ImagingStack(Stack):
             for spec in QUEUES
         }
         resource_values |= {  # where the functions that send to a queue find it
-            spec.url_field: queue.queue.queue_url
-            for spec, queue in zip(QUEUES, self.queues.values(), strict=True)
-            if spec.url_field
+            queue.spec.url_field: queue.queue.queue_url
+            for queue in self.queues.values()
+            if queue.spec.url_field
         }
         functions = {
             spec.name: ImagingFunction(

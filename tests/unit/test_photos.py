@@ -14,9 +14,10 @@ import pytest
 from PIL import Image, ImageChops, ImageCms, ImageStat
 from pillow_heif import open_heif
 
+from orca_imaging import photos, variants
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.photos import ProcessedPhoto, process_photo
-from orca_imaging.variants import preview_size, strip_jpeg_metadata
+from orca_imaging.variants import Variant, preview_size, strip_jpeg_metadata
 from tests.conftest import CORPUS, corpus_files
 
 UPLOADED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -136,7 +137,36 @@ def test_a_turned_jpeg_cut_short_is_rejected_as_truncated() -> None:
         with pytest.raises(FileRejectedError) as rejected:
             process_photo(cut, UPLOADED)
         assert rejected.value.reason == "truncated"
-    assert processed(CORPUS / "photos" / "canon_sx60_orient6.jpg").quality.score > 0  # the whole one is fine
+
+
+def test_a_failure_decoding_the_small_variants_rejects_the_file_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    def cannot_decode(_: bytes) -> list[Variant]:
+        raise OSError("broken data stream when reading image file")
+
+    monkeypatch.setattr(photos, "small_variants_of_jpeg", cannot_decode)
+    with pytest.raises(FileRejectedError) as rejected:
+        process_photo((CORPUS / "photos" / "canon_sx60_orient6.jpg").read_bytes(), UPLOADED)
+    assert rejected.value.reason == "corrupt_image"
+
+
+def test_a_palette_photo_is_converted_once_for_all_its_variants(monkeypatch: pytest.MonkeyPatch) -> None:
+    picture = Image.new("RGB", (2000, 1200), (40, 120, 200)).convert("P")
+    encoded = io.BytesIO()
+    picture.save(encoded, "PNG")
+    converted: list[str] = []
+    original_to_srgb = variants.to_srgb
+
+    def counting(image: Image.Image) -> Image.Image:
+        converted.append(image.mode)
+        return original_to_srgb(image)
+
+    monkeypatch.setattr(photos, "to_srgb", counting)
+    monkeypatch.setattr(variants, "to_srgb", counting)
+    photo = process_photo(encoded.getvalue(), UPLOADED)
+    assert converted.count("P") == 1  # the full-size frame, once; the small ones from its RGB
+    assert variant(photo, "preview.jpg").convert("RGB").getpixel((400, 240)) == pytest.approx(
+        (40, 120, 200), abs=3
+    )
 
 
 def test_the_preview_of_a_large_jpeg_is_decoded_at_the_smallest_scale_that_holds_it() -> None:

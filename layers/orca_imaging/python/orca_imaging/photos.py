@@ -121,6 +121,8 @@ def process_photo(
     if stripped is not None:
         full = Variant("full.jpg", stripped, *stored_size, lossless=True)
     else:
+        if upright.mode not in ("RGB", "L"):  # CMYK, palette, alpha, 16-bit: once, for all three
+            upright = to_srgb(upright)
         if small_ahead is None:  # from these pixels, beside the full size's colour and encode
             small_ahead = _SECOND_CORE.submit(small_variants, upright)
         full = reencoded_full_resolution(to_srgb(upright))
