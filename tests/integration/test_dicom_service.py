@@ -11,6 +11,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import EndpointConnectionError
 from pydicom import dcmread
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu_primitives import P_DATA
 
 from orca_imaging import repository
 from orca_imaging.auth import Role
@@ -19,6 +24,7 @@ from orca_imaging.keys import original_key
 from orca_imaging.originals import ReceivedOriginals
 from orca_imaging.spool import Spool
 from tests.conftest import CORPUS, corpus_files, require_tool
+from tests.fixtures.dental_dicom import dental_object
 from tests.integration.conftest import ApiClient
 from tests.unit.test_spool import arrival
 
@@ -142,6 +148,43 @@ def test_every_corpus_object_is_acknowledged_stored_and_ingested(stack: LocalSta
     records = [admin.get(f"/images/{item['imageId']}").json() for item in pending]
     assert {r["source"] for r in records} == {"dicom_scp"}
     assert {r["fileType"] for r in records} == {"XRAY"}
+
+
+def test_an_object_sent_in_the_same_pdu_as_its_command_is_kept_exactly_as_sent(stack: LocalStack) -> None:
+    """dcmtk and pynetdicom send a dataset in PDUs of its own, and the service writes it to
+    the spool as it arrives; a device may also pack a small one in with its command (PS3.8
+    allows several PDVs in one PDU), which arrives whole and is kept the same way."""
+    admin, ae_title = new_clinic_with_node(stack)
+    sent = dcmread(io.BytesIO(dental_object("PX", rows=64, columns=96)))
+    dataset = io.BytesIO()
+    sent.save_as(dataset, implicit_vr=False, little_endian=True)  # the dataset alone, no file meta
+    scu = AE(ae_title=ae_title)
+    scu.add_requested_context(sent.SOPClassUID, ExplicitVRLittleEndian)
+    association = scu.associate("127.0.0.1", service_port(stack), ae_title="ORCA")
+    assert association.is_established
+    try:
+        request = C_STORE()
+        request.MessageID, request.Priority = 1, 2
+        request.AffectedSOPClassUID, request.AffectedSOPInstanceUID = sent.SOPClassUID, sent.SOPInstanceUID
+        request.DataSet = io.BytesIO(dataset.getvalue())
+        message = C_STORE_RQ()
+        message.primitive_to_message(request)
+        (context,) = association.accepted_contexts
+        parts = message.encode_msg(context.context_id, association.acceptor.maximum_length)
+        packed = P_DATA()
+        packed.presentation_data_value_list = [
+            list(pdv) for part in parts for pdv in part.presentation_data_value_list
+        ]
+        assert len(packed.presentation_data_value_list) == 2  # the command's and the dataset's
+        association.dul.send_pdu(packed)
+        _, response = association.dimse.get_msg(block=True)
+        assert response is not None and response.Status == 0
+    finally:
+        association.release()
+
+    (kept,) = stack.wait_until(lambda: stored_objects(stack, admin.clinic) or None, timeout=60)
+    assert kept.endswith(dataset.getvalue())  # after the file meta, every byte as sent
+    assert dcmread(io.BytesIO(kept)).file_meta.MediaStorageSOPInstanceUID == sent.SOPInstanceUID
 
 
 def test_an_unknown_device_or_a_wrong_called_title_is_refused_at_association(stack: LocalStack) -> None:

@@ -260,3 +260,49 @@ def test_its_logs_name_the_images_and_never_the_patient_even_at_debug(
         assert [line["image_id"] for line in lines if line.get("message") == message] == [image_id]
     for identifier in ("Quixote", "Alonso", "CHART-7Q3Z", "19991231", "1999-12-31"):
         assert identifier not in log
+
+
+def test_a_full_spool_answers_out_of_resources_and_keeps_only_what_it_acknowledged(
+    stack: LocalStack, tmp_path: Path, radiographs: list[Path], processes: list[ServiceProcess]
+) -> None:
+    """Room for two 4 MB radiographs and S3 refusing all, so nothing leaves: the third is
+    refused (0xA700) once it has arrived whole, and nothing of it is left on the disk."""
+    spool_dir = tmp_path / "spool"
+    _, ae_title = new_clinic_with_node(stack)
+    service = ServiceProcess(spool_dir, bucket="no-such-bucket", spool_max_bytes=str(9 << 20))
+    processes.append(service)
+    output, _ = service.send(ae_title, radiographs[:4]).communicate(timeout=60)
+
+    assert acknowledged(output) == 2
+    # storescu stops at the refusal
+    assert output.count("Received Store Response (Refused: OutOfResources)") == 1
+    assert spooled(spool_dir) == 2
+    assert partial_writes(spool_dir) == []
+
+
+def test_a_transfer_cut_off_mid_object_leaves_nothing_behind(
+    stack: LocalStack, tmp_path: Path, processes: list[ServiceProcess]
+) -> None:
+    """The device dies while a 72 MB object is arriving: the service, still running, drops
+    what it had written of it, and goes on serving."""
+    _, ae_title = new_clinic_with_node(stack)
+    spool_dir = tmp_path / "spool"
+    service = ServiceProcess(spool_dir, bucket="no-such-bucket", receivers="1")
+    processes.append(service)
+    large = tmp_path / "large.dcm"
+    large.write_bytes(dental_object("PX", rows=6000, columns=6000))
+    sender = service.send(ae_title, [large])
+
+    def arriving() -> bool:
+        return any(p.stat().st_size > 0 for p in (spool_dir / "incoming").rglob("*.partial"))
+
+    while not arriving():
+        assert sender.poll() is None, "the object arrived whole before it could be cut off"
+        time.sleep(0.005)
+    sender.kill()
+    sender.communicate(timeout=10)
+
+    stack.wait_until(lambda: partial_writes(spool_dir) == [], timeout=30)
+    assert spooled(spool_dir) == 0
+    output, _ = service.send(ae_title, [large]).communicate(timeout=60)  # and it still serves
+    assert acknowledged(output) == 1 and spooled(spool_dir) == 1

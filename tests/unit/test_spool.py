@@ -3,6 +3,7 @@ clears partial writes, a full spool refuses."""
 
 from __future__ import annotations
 
+import errno
 import os
 from typing import TYPE_CHECKING
 
@@ -76,3 +77,64 @@ def test_a_file_whose_arrival_cannot_be_read_is_set_aside_not_retried_before_the
     assert [p.name for p in spool.damaged.iterdir()] == ["img_0000.spooled"]  # kept, for an operator
     assert (spool.damaged / "img_0000.spooled").read_bytes() == b"orca-spool/1 {not json\nDICM"
     assert spool.depth() == 1
+
+
+def test_an_object_written_as_it_arrives_is_kept_whole_after_its_arrival(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10 << 20)
+    receiving = spool.receive()
+    pieces = [os.urandom(128 * 1024) for _ in range(20)]  # past the point where write-back starts
+    for piece in pieces:
+        receiving.write(piece)
+    assert spool.depth() == 0 and len(partial_writes(tmp_path)) == 1  # not ready before `keep`
+    receiving.keep(arrival(1))
+    receiving.discard()  # what pynetdicom does after every store: nothing, once kept
+
+    (kept,) = spool.waiting()
+    assert kept.arrival == arrival(1) and kept.object_bytes() == b"".join(pieces)
+    assert partial_writes(tmp_path) == []
+
+
+def test_an_object_discarded_or_whose_write_failed_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path, max_bytes=10 << 20)
+    dropped = spool.receive()
+    dropped.write(b"half an object")
+    dropped.discard()  # the association ended before it was complete
+
+    failing = spool.receive()
+    failing.write(b"the start")
+
+    def disk_full(descriptor: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", disk_full)
+    failing.write(b"the rest")  # remembered, not raised: the sender is still sending
+    monkeypatch.undo()
+    failing.write(b"never written")
+    with pytest.raises(SpoolFullError, match="could not be written: No space left on device"):
+        failing.keep(arrival(2))
+    assert list(spool.waiting()) == [] and partial_writes(tmp_path) == []
+
+
+def test_a_spool_already_full_takes_nothing_more_of_an_object(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=15)
+    spool.put(b"0123456789", arrival(1))
+    receiving = spool.receive()
+    receiving.write(b"x" * 1000)
+    assert [p.stat().st_size for p in (tmp_path / "incoming").rglob("*.partial")] == [0]  # not even written
+    with pytest.raises(SpoolFullError, match="full"):
+        receiving.keep(arrival(2))
+    assert partial_writes(tmp_path) == []
+
+
+def test_a_file_spooled_before_the_header_slot_is_still_read(tmp_path: Path) -> None:
+    """An unpadded arrival line, as the task before this version wrote it, on the spool it left."""
+    spool = Spool(tmp_path, max_bytes=10_000)
+    line = b'orca-spool/1 {"clinic_id": "clinic-a", "image_id": "img_0001", "calling_ae": "PANO1", '
+    line += b'"source_address": "10.0.0.5", "received_at": "2026-11-22T10:00:00+00:00", '
+    line += b'"sop_instance_uid": "1.2.3.1"}\n'
+    (spool.ready / "img_0001.spooled").write_bytes(line + b"DICM-bytes\n")
+
+    (left,) = spool.waiting()
+    assert left.arrival == arrival(1) and left.object_bytes() == b"DICM-bytes\n"

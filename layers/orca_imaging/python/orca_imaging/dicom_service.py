@@ -27,11 +27,11 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at impo
     Verification,
 )
 
-from orca_imaging.dicom_transport import AssociationServer
+from orca_imaging.dicom_transport import AssociationServer, streamed
 from orca_imaging.errors import SpoolFullError
 from orca_imaging.nodes import DicomNode
 from orca_imaging.observability import logger, metrics
-from orca_imaging.spool import Arrival
+from orca_imaging.spool import Arrival, Receiving
 
 if TYPE_CHECKING:
     import ssl
@@ -132,6 +132,7 @@ class DicomService:
             ssl_context=tls,
             server_class=AssociationServer,
             shared_port=self.config.shared_port,
+            receive_into=self.spool.receive,
         )
         assert isinstance(server, AssociationServer)
         threading.Thread(target=server.serve_forever, name=f"dicom-server-{port}", daemon=True).start()
@@ -203,7 +204,7 @@ class DicomService:
             return PROCESSING_FAILURE
         try:
             sop_instance = str(event.request.AffectedSOPInstanceUID)  # type: ignore[union-attr]
-            encoded = event.encoded_dataset()  # file meta + the dataset exactly as received
+            receiving = streamed(event, Receiving) or self._received_whole(event)
         except Exception:  # a dataset the peer encoded wrongly
             metrics.add_metric(name="DicomStoresFailed", unit="Count", value=1)
             return CANNOT_UNDERSTAND
@@ -214,12 +215,13 @@ class DicomService:
             sop_instance_uid=sop_instance,
         )
         try:
-            self.spool.put(encoded, arrival)
+            receiving.keep(arrival)
         except SpoolFullError:
             metrics.add_metric(name="DicomStoresRefused", unit="Count", value=1)
             logger.error("C-STORE refused: spool full", extra={"image_id": arrival.image_id})
             return OUT_OF_RESOURCES
         except Exception:
+            receiving.discard()
             metrics.add_metric(name="DicomStoresFailed", unit="Count", value=1)
             logger.exception("C-STORE failed", extra={"image_id": arrival.image_id})
             return PROCESSING_FAILURE
@@ -233,6 +235,14 @@ class DicomService:
             },
         )
         return SUCCESS
+
+    def _received_whole(self, event: Event) -> Receiving:
+        """A dataset that came in one piece with its command (small enough to be gathered in
+        memory, as pynetdicom does), on its way to the spool like a streamed one."""
+        encoded = event.encoded_dataset()  # file meta + the dataset exactly as received
+        receiving = self.spool.receive()
+        receiving.write(encoded)
+        return receiving
 
 
 def echo(port: int, ae_title: str) -> bool:

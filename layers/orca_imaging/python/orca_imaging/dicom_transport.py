@@ -1,4 +1,4 @@
-"""pynetdicom's threaded association server, with three changes the DICOM service needs for
+"""pynetdicom's threaded association server, with four changes the DICOM service needs for
 throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
 `server_class` and `request_handler`).
 
@@ -12,6 +12,12 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
   the last one's response, so those sleeps added up to ~2 ms a store. Here each thread
   blocks on what it waits for (the message queue; the socket and a wake-up on every
   response) and polls its timers only when idle.
+- **A C-STORE's dataset is written as it arrives** (`receive_into`), to a sink the service
+  gives, instead of being gathered in memory and handed over whole: an 8 MB radiograph was
+  copied three more times on its way to the spool (into a growing buffer, out of it, and
+  behind its file meta), and the disk only began writing once the last byte was in. pynetdicom's own version of this (`STORE_RECV_CHUNKED_DATASET`) writes
+  to a temporary file of its choosing; ours uses its hook (the message's `_data_set_file`,
+  closed and unlinked by pynetdicom after the handler) with a sink of ours.
 - **Several processes can share the port** (`SO_REUSEPORT`): pynetdicom holds the GIL for
   most of a transfer, so one process uses one core however many devices send at once. The
   kernel spreads new connections over the processes listening.
@@ -22,14 +28,68 @@ from __future__ import annotations
 import queue
 import select
 import socket
-from typing import Any
+from io import BytesIO
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dsutils import create_file_meta, encode_file_meta
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from pynetdicom.events import Event
+
 # How often an idle association still looks at its timers, a release and an abort.
 _IDLE_CHECK_SECONDS = 0.01
+
+
+class DatasetSink(Protocol):
+    """Where a C-STORE's dataset goes as it arrives: the DICOM file (preamble, file meta and
+    the dataset exactly as received), written in order."""
+
+    path: Path
+
+    def write(self, data: bytes | memoryview) -> None: ...
+
+    def discard(self) -> None:
+        """Drop it: the store failed, or never completed. Nothing, once the handler kept it."""
+
+
+Sink = TypeVar("Sink", bound=DatasetSink)
+
+
+def streamed(event: Event, sink_type: type[Sink]) -> Sink | None:
+    """The sink a C-STORE request's dataset was written to, if it was (see `receive_into`)."""
+    stream = getattr(event.request, "_dataset_file", None)
+    sink = stream.sink if isinstance(stream, _Stream) else None
+    return sink if isinstance(sink, sink_type) else None
+
+
+class _Stream:
+    """A sink in the shape pynetdicom's chunked receive gives `_data_set_file`: written
+    per fragment, `file.flush()`ed, then closed and its `name` unlinked after the handler."""
+
+    def __init__(self, sink: DatasetSink, streams: set[_Stream]) -> None:
+        self.sink = sink
+        self.name = str(sink.path)
+        self.file = self  # pynetdicom flushes `file`; every write here is already unbuffered
+        self._streams = streams
+        streams.add(self)
+
+    def write(self, data: bytes) -> None:
+        self.sink.write(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._streams.discard(self)
+        self.sink.discard()
 
 
 class _WholePduSocket(AssociationSocket):
@@ -48,6 +108,42 @@ class _WholePduSocket(AssociationSocket):
 
 
 class _WaitingDimse(DIMSEServiceProvider):
+    receive_into: Callable[[], DatasetSink] | None = None
+    # Streams not yet closed by pynetdicom: the message still arriving, and any whose store
+    # never ran (the association ended first). Dropped when the association ends.
+    streams: set[_Stream]
+
+    def receive_primitive(self, primitive: Any) -> None:
+        super().receive_primitive(primitive)
+        message = self.message
+        if self.receive_into is not None and isinstance(message, C_STORE_RQ) and not message._data_set_file:  # noqa: SLF001
+            self._stream(message)
+
+    def _stream(self, message: C_STORE_RQ) -> None:
+        """The command set is in: the rest of the dataset goes to a sink as it arrives."""
+        command = message.command_set
+        try:
+            context = self.assoc._accepted_cx[cast("int", message.context_id)]  # noqa: SLF001
+            syntax = context.transfer_syntax[0]
+            meta = create_file_meta(
+                sop_class_uid=command.AffectedSOPClassUID,
+                sop_instance_uid=command.AffectedSOPInstanceUID,
+                transfer_syntax=syntax,
+            )
+            head = b"\0" * 128 + b"DICM" + encode_file_meta(meta)
+        except Exception:  # noqa: BLE001  # left in memory: the handler finds what is wrong with it
+            return
+        assert self.receive_into is not None
+        sink = self.receive_into()
+        sink.write(head)
+        sink.write(cast("BytesIO", message.data_set).getvalue())  # any that came with the command set
+        message.data_set = BytesIO()
+        message._data_set_file = _Stream(sink, self.streams)  # type: ignore[assignment]  # noqa: SLF001
+
+    def drop_streams(self) -> None:
+        for stream in list(self.streams):
+            stream.close()
+
     def get_msg(self, block: bool = False) -> Any:
         """The association's reactor asks without blocking, then sleeps 1 ms: here it waits
         for the message instead, up to the idle check."""
@@ -116,9 +212,25 @@ class _WakingDul(DULServiceProvider):
             self._woken.recv(4096)
 
 
+class _StreamingAssociation(Association):
+    def _run_reactor(self) -> None:
+        """The established association's loop (`run_reactor` itself is bound before the class
+        is swapped). It ends once the connection's thread is stopped; stores run on this
+        thread, so none is running either: whatever stream is left will never be kept."""
+        try:
+            super()._run_reactor()
+        finally:
+            dimse = self.dimse
+            if isinstance(dimse, _WaitingDimse):
+                dimse.drop_streams()
+
+
 class _RequestHandler(RequestHandler):
+    server: AssociationServer
+
     def _create_association(self) -> Any:
         association = super()._create_association()
+        association.__class__ = _StreamingAssociation
         # The parts pynetdicom made for this connection, with the changes above. Swapping the
         # class keeps their state (the socket is made once: a second would signal the
         # connection twice).
@@ -127,7 +239,10 @@ class _RequestHandler(RequestHandler):
         dul.__class__ = _WakingDul
         assert isinstance(dul, _WakingDul)
         dul.start_waking()
-        association.dimse.__class__ = _WaitingDimse
+        dimse = association.dimse
+        dimse.__class__ = _WaitingDimse
+        assert isinstance(dimse, _WaitingDimse)
+        dimse.receive_into, dimse.streams = self.server.receive_into, set()
         return association
 
 
@@ -144,8 +259,10 @@ class AssociationServer(ThreadedAssociationServer):
         evt_handlers: Any = None,
         *,
         shared_port: bool = False,
+        receive_into: Callable[[], DatasetSink] | None = None,
     ) -> None:
         self.shared_port = shared_port  # read by server_bind, which the base __init__ calls
+        self.receive_into = receive_into
         super().__init__(
             ae, address, ae_title, contexts, ssl_context, evt_handlers, request_handler=_RequestHandler
         )

@@ -2,13 +2,16 @@
 told Success, and where the drainer finds it.
 
 An object is written to the task's own folder in `incoming/` under a temporary name, as
-one file: a header line saying who sent it and when (its `Arrival`, as JSON), then the
-object's bytes as received. The file is fsynced, renamed into `ready/`, and the directory
-fsynced: after `put` returns, a crash or a killed task loses nothing, a half-written object
-is never in `ready/`, and no object is ever there without its arrival. One file, not the
-object and a sidecar, saves a create, an fsync and a rename per store (about 1 ms of the
-3 a CT slice's store took here). Storage that outlives the task (EFS in AWS, a
-directory locally) lets the next task drain what the last one left.
+one file, while it arrives (`Receiving`): a slot for a header line, then the object's bytes
+as received. Once it is complete, the line saying who sent it and when (its `Arrival`, as
+JSON) fills the slot, the file is fsynced, renamed into `ready/`, and the directory
+fsynced: after `keep` returns, a crash or a killed task loses nothing, a half-written
+object is never in `ready/`, and no object is ever there without its arrival. One file, not
+the object and a sidecar, saves a create, an fsync and a rename per store (about 1 ms of
+the 3 a CT slice's store took here); writing as it arrives lets the disk start long before
+the fsync (for an 8 MB radiograph here the fsync fell from ~6.5 to ~3 ms even when written
+all at once). Storage that outlives the task (EFS in AWS, a directory locally) lets the
+next task drain what the last one left.
 
 Several tasks share one spool (the service runs two or more, and a deployment starts new
 ones beside the old). Each holds an advisory lock on its incoming folder (on EFS an NFS
@@ -20,6 +23,7 @@ drainer reads all of `ready/`; an object another one sent first is simply skippe
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import json
 import os
@@ -29,7 +33,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from orca_imaging.errors import SpoolFullError
 from orca_imaging.ids import new_image_id
@@ -86,6 +90,11 @@ _SUFFIX = ".spooled"
 # newline), then a newline. The tag names the format, should it ever change.
 _HEADER_TAG = b"orca-spool/1 "
 _HEADER_MAX_BYTES = 4096
+# Written now, the line is padded to fill a slot of this size, so that the object's bytes
+# can be written after it before the arrival is known; earlier files have it unpadded.
+_HEADER_SLOT_BYTES = _HEADER_MAX_BYTES
+# While an object arrives, the disk is asked to start writing every this many bytes.
+_WRITE_BACK_EVERY_BYTES = 1 << 20
 
 
 class Spool:
@@ -124,23 +133,23 @@ class Spool:
             self._used = (now, _folder_bytes(self.ready))
         return self._used[1]
 
+    def count_used(self, size: int) -> None:
+        """An object just kept: counted until the next look at the folder."""
+        if self._used is not None:
+            self._used = (self._used[0], self._used[1] + size)
+
     def put(self, encoded: bytes, arrival: Arrival) -> Spooled:
         """Make one object durable; SpoolFullError when it cannot be kept."""
-        if self.used_bytes() + len(encoded) > self.max_bytes:
-            raise SpoolFullError("the spool is full")
-        partial = self.incoming / f"{arrival.image_id}.{uuid.uuid4().hex}"
-        ready = self.ready / f"{arrival.image_id}{_SUFFIX}"
-        header = _HEADER_TAG + json.dumps(asdict(arrival)).encode() + b"\n"
-        try:
-            _write_durably(partial, header, encoded)
-            partial.replace(ready)
-            _fsync_directory(self.ready)
-        except OSError as e:
-            partial.unlink(missing_ok=True)
-            raise SpoolFullError(f"the object could not be made durable: {e.strerror}") from e
-        if self._used is not None:
-            self._used = (self._used[0], self._used[1] + len(header) + len(encoded))
-        return Spooled(ready, arrival, len(header))
+        receiving = self.receive()
+        receiving.write(encoded)
+        return receiving.keep(arrival)
+
+    def receive(self) -> Receiving:
+        """A new object, written as it arrives and made durable by `keep`."""
+        receiving = Receiving(self, self.incoming / f"{uuid.uuid4().hex}.partial")
+        if self.used_bytes() >= self.max_bytes:
+            receiving.refuse(SpoolFullError("the spool is full"))
+        return receiving
 
     def waiting(self) -> Iterator[Spooled]:
         """Objects ready to drain, oldest first."""
@@ -179,6 +188,88 @@ class Spool:
         """Only once S3 has the object. Not fsynced: a removal lost in a crash only sends the
         object again, and its conditional write finds it already there."""
         spooled.path.unlink(missing_ok=True)
+
+
+class Receiving:
+    """One object on its way into the spool: its bytes are written to the task's incoming
+    folder as they arrive, after a slot kept for the header, so that only the fsync is left
+    when the last of them comes in, and the disk has been writing since the first.
+
+    `keep` writes the arrival into the slot and makes the whole durable as `Spool.put` says;
+    `discard` drops it. A write that fails (a full disk) is remembered, not raised: the
+    sender is still sending, and is told when the object is complete."""
+
+    def __init__(self, spool: Spool, path: Path) -> None:
+        self._spool = spool
+        self.path = path
+        self._descriptor: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._size = os.lseek(self._descriptor, _HEADER_SLOT_BYTES, os.SEEK_SET)
+        self._written_back = self._size
+        self._failure: SpoolFullError | None = None
+        self._kept = False
+
+    def refuse(self, failure: SpoolFullError) -> None:
+        """Take nothing more; `keep` raises `failure`."""
+        self._failure = self._failure or failure
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._failure is not None or self._descriptor is None:
+            return
+        try:
+            view = memoryview(data)
+            while view:  # a regular file takes all at once but for a full disk or a signal
+                count = os.write(self._descriptor, view)
+                view, self._size = view[count:], self._size + count
+        except OSError as e:
+            self.refuse(SpoolFullError(f"the object could not be written: {e.strerror}"))
+            return
+        if self._size - self._written_back >= _WRITE_BACK_EVERY_BYTES:
+            _start_write_back(self._descriptor, self._written_back, self._size - self._written_back)
+            self._written_back = self._size
+
+    def keep(self, arrival: Arrival) -> Spooled:
+        """Make the object durable under its arrival; SpoolFullError when it cannot be kept."""
+        spool, ready = self._spool, self._spool.ready / f"{arrival.image_id}{_SUFFIX}"
+        if spool.used_bytes() + self._size - _HEADER_SLOT_BYTES > spool.max_bytes:
+            self.refuse(SpoolFullError("the spool is full"))
+        try:
+            if self._failure is not None:
+                raise self._failure
+            if self._descriptor is None:
+                raise SpoolFullError("the object was discarded")
+            os.pwrite(self._descriptor, _header(arrival), 0)
+            os.fsync(self._descriptor)
+            self._close()
+            self.path.replace(ready)
+            self._kept = True
+            _fsync_directory(spool.ready)
+        except OSError as e:
+            self.discard()
+            raise SpoolFullError(f"the object could not be made durable: {e.strerror}") from e
+        except SpoolFullError:
+            self.discard()
+            raise
+        spool.count_used(self._size)
+        return Spooled(ready, arrival, _HEADER_SLOT_BYTES)
+
+    def discard(self) -> None:
+        """Drop what was written (nothing, once kept)."""
+        self._close()
+        if not self._kept:
+            self.path.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+
+def _header(arrival: Arrival) -> bytes:
+    """The arrival line, padded with spaces (which JSON ignores) to fill the header slot."""
+    line = _HEADER_TAG + json.dumps(asdict(arrival)).encode()
+    if len(line) >= _HEADER_SLOT_BYTES:
+        raise SpoolFullError("the arrival does not fit its header slot")
+    return line.ljust(_HEADER_SLOT_BYTES - 1) + b"\n"
 
 
 def _arrival(header: bytes) -> Arrival:
@@ -230,12 +321,22 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
-def _write_durably(path: Path, *parts: bytes) -> None:
-    with path.open("wb") as f:
-        for part in parts:
-            f.write(part)
-        f.flush()
-        os.fsync(f.fileno())
+def _start_write_back(descriptor: int, offset: int, length: int) -> None:
+    """Ask the kernel to start writing a range to disk, without waiting for it
+    (sync_file_range(2) with SYNC_FILE_RANGE_WRITE, Linux only; Python has no binding)."""
+    if _sync_file_range is not None:
+        _sync_file_range(descriptor, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def _linux_sync_file_range() -> Any:
+    function = getattr(ctypes.CDLL(None, use_errno=True), "sync_file_range", None)
+    if function is not None:
+        function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return function
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+_sync_file_range = _linux_sync_file_range()
 
 
 def _fsync_directory(folder: Path) -> None:
