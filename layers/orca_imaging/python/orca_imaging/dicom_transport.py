@@ -15,9 +15,10 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
 - **A C-STORE's dataset is written as it arrives** (`receive_into`), to a sink the service
   gives, instead of being gathered in memory and handed over whole: an 8 MB radiograph was
   copied three more times on its way to the spool (into a growing buffer, out of it, and
-  behind its file meta), and the disk only began writing once the last byte was in. pynetdicom's own version of this (`STORE_RECV_CHUNKED_DATASET`) writes
-  to a temporary file of its choosing; ours uses its hook (the message's `_data_set_file`,
-  closed and unlinked by pynetdicom after the handler) with a sink of ours.
+  behind its file meta), and the disk only began writing once the last byte was in.
+  pynetdicom's own version of this (`STORE_RECV_CHUNKED_DATASET`) writes to a temporary
+  file of its choosing; ours uses its hook (the message's `_data_set_file`, closed and
+  unlinked by pynetdicom after the handler) with a sink of ours.
 - **Several processes can share the port** (`SO_REUSEPORT`): pynetdicom holds the GIL for
   most of a transfer, so one process uses one core however many devices send at once. The
   kernel spreads new connections over the processes listening.
