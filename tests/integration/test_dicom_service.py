@@ -150,41 +150,45 @@ def test_every_corpus_object_is_acknowledged_stored_and_ingested(stack: LocalSta
     assert {r["fileType"] for r in records} == {"XRAY"}
 
 
-def test_an_object_sent_in_the_same_pdu_as_its_command_is_kept_exactly_as_sent(stack: LocalStack) -> None:
+def test_an_object_sent_in_the_same_pdu_as_its_command_is_kept_exactly_as_sent(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """dcmtk and pynetdicom send a dataset in PDUs of its own, and the service writes it to
     the spool as it arrives; a device may also pack a small one in with its command (PS3.8
     allows several PDVs in one PDU), which arrives whole and is kept the same way."""
     admin, ae_title = new_clinic_with_node(stack)
     sent = dcmread(io.BytesIO(dental_object("PX", rows=64, columns=96)))
-    dataset = io.BytesIO()
-    sent.save_as(dataset, implicit_vr=False, little_endian=True)  # the dataset alone, no file meta
     scu = AE(ae_title=ae_title)
     scu.add_requested_context(sent.SOPClassUID, ExplicitVRLittleEndian)
     association = scu.associate("127.0.0.1", service_port(stack), ae_title="ORCA")
     assert association.is_established
-    try:
-        request = C_STORE()
-        request.MessageID, request.Priority = 1, 2
-        request.AffectedSOPClassUID, request.AffectedSOPInstanceUID = sent.SOPClassUID, sent.SOPInstanceUID
-        request.DataSet = io.BytesIO(dataset.getvalue())
+    datasets: list[bytes] = []
+
+    def send_in_one_pdu(request: C_STORE, context_id: int) -> None:
         message = C_STORE_RQ()
         message.primitive_to_message(request)
-        (context,) = association.accepted_contexts
-        parts = message.encode_msg(context.context_id, association.acceptor.maximum_length)
+        parts = message.encode_msg(context_id, association.acceptor.maximum_length)
         packed = P_DATA()
         packed.presentation_data_value_list = [
             list(pdv) for part in parts for pdv in part.presentation_data_value_list
         ]
         assert len(packed.presentation_data_value_list) == 2  # the command's and the dataset's
+        datasets.append(request.DataSet.getvalue())  # type: ignore[union-attr]
         association.dul.send_pdu(packed)
-        _, response = association.dimse.get_msg(block=True)
-        assert response is not None and response.Status == 0
+
+    monkeypatch.setattr(association.dimse, "send_msg", send_in_one_pdu)
+    try:
+        status = association.send_c_store(sent)
     finally:
         association.release()
+    assert status.Status == 0
 
     (kept,) = stack.wait_until(lambda: stored_objects(stack, admin.clinic) or None, timeout=60)
-    assert kept.endswith(dataset.getvalue())  # after the file meta, every byte as sent
+    (dataset,) = datasets
+    assert kept.endswith(dataset)  # after the file meta, every byte as sent
     assert dcmread(io.BytesIO(kept)).file_meta.MediaStorageSOPInstanceUID == sent.SOPInstanceUID
+    # and ingested like any other: described, waiting for a person to name the patient
+    stack.wait_until(lambda: admin.get("/dicom/pending", limit=200).json()["items"] or None, timeout=60)
 
 
 def test_an_unknown_device_or_a_wrong_called_title_is_refused_at_association(stack: LocalStack) -> None:
