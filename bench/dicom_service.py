@@ -108,8 +108,8 @@ def ours(stack: Any, files: list[Path], senders: int, disk: Path) -> tuple[float
         started = time.perf_counter()
         acknowledged = send(service.dicom_port, calling, files, senders)
         # An object leaves the spool only once S3 has it. Watching the spool, not listing the
-        # bucket, keeps the watching off the cores: each listing costs moto, in this process,
-        # a walk over every key, and 20 a second of them took a third of a core from the run.
+        # bucket, keeps the watching off moto, which shares the cores with the run: each
+        # listing is a walk over every key in it.
         while spooled(spool):
             time.sleep(0.05)
         in_s3 = time.perf_counter() - started

@@ -17,16 +17,22 @@ if TYPE_CHECKING:
     from tests.integration.conftest import ApiClient
 
 
-def queue_and_finish(admin: ApiClient, node: str) -> dict[str, Any]:
-    queued = admin.post("/dicom/retrieve", {"node": node, "studyInstanceUid": "1.2.840.1", "method": "get"})
+def retrieved(admin: ApiClient, body: dict[str, Any]) -> dict[str, Any]:
+    """Queue a retrieve, as the admin's screen does, and follow it by id until it ends."""
+    queued = admin.post("/dicom/retrieve", body)
     assert queued.status_code == 202, queued.text
+    assert queued.json()["status"] == "QUEUED"
     path = f"/dicom/retrieve/{queued.json()['retrieveId']}"
 
     def finished() -> dict[str, Any] | None:
         job = admin.get(path).json()
         return job if job["status"] in ("COMPLETED", "FAILED") else None
 
-    return admin.stack.wait_until(finished, timeout=60)
+    return admin.stack.wait_until(finished, timeout=90)
+
+
+def queue_and_finish(admin: ApiClient, node: str) -> dict[str, Any]:
+    return retrieved(admin, {"node": node, "studyInstanceUid": "1.2.840.1", "method": "get"})
 
 
 def test_a_retrieve_from_an_unreachable_pacs_fails_with_its_reason_and_is_audited(stack: LocalStack) -> None:

@@ -169,11 +169,26 @@ def test_a_palette_photo_is_converted_once_for_all_its_variants(monkeypatch: pyt
     )
 
 
-def test_the_preview_of_a_large_jpeg_is_decoded_at_the_smallest_scale_that_holds_it() -> None:
+def test_the_preview_of_a_large_jpeg_is_decoded_at_the_smallest_scale_that_holds_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # 4240x2830 must decode at 1/4 (1060x708), not 1/2 as a square 800x800 request would.
     assert preview_size((4240, 2830)) == (800, 534)
     assert preview_size((2830, 4240)) == (534, 800)
     assert preview_size((640, 480)) == (640, 480)  # never enlarged
+    encoded = io.BytesIO()
+    Image.new("RGB", (4240, 2830), (90, 60, 30)).save(encoded, "JPEG")
+    decoded: list[tuple[int, int]] = []
+    made_from = variants.small_variants
+
+    def recording(upright: Image.Image) -> list[Variant]:
+        decoded.append(upright.size)
+        return made_from(upright)
+
+    monkeypatch.setattr(variants, "small_variants", recording)
+    thumb, preview = variants.small_variants_of_jpeg(encoded.getvalue())
+    assert decoded == [(1060, 708)]
+    assert (preview.width, preview.height) == (800, 534) and thumb.width == 150
 
 
 def test_cmyk_becomes_srgb_with_the_same_colours(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from tests.conftest import require_tool
 from tests.fixtures.dental_dicom import dental_object
 from tests.integration.conftest import ApiClient
 from tests.integration.test_dicom_service import new_clinic_with_node, service_port, stored_objects
+from tests.integration.test_pacs_retrieves import retrieved
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -93,21 +94,7 @@ class Pacs:
         return self.admin.post("/dicom/query", {"node": self.ae_title, **body})
 
     def retrieve(self, study: str, method: str) -> dict[str, Any]:
-        """Queue a retrieve, as the admin's screen does, and follow it until it ends."""
         return retrieved(self.admin, {"node": self.ae_title, "studyInstanceUid": study, "method": method})
-
-
-def retrieved(admin: ApiClient, body: dict[str, Any]) -> dict[str, Any]:
-    queued = admin.post("/dicom/retrieve", body)
-    assert queued.status_code == 202, queued.text
-    assert queued.json()["status"] == "QUEUED"
-    path = f"/dicom/retrieve/{queued.json()['retrieveId']}"
-
-    def finished() -> dict[str, Any] | None:
-        job = admin.get(path).json()
-        return job if job["status"] in ("COMPLETED", "FAILED") else None
-
-    return admin.stack.wait_until(finished, timeout=90)
 
 
 def register(stack: LocalStack, ae_title: str, port: int) -> ApiClient:
