@@ -29,13 +29,14 @@ from __future__ import annotations
 import queue
 import select
 import socket
+import struct
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RQ
-from pynetdicom.dsutils import create_file_meta, encode_file_meta
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
@@ -69,6 +70,38 @@ def streamed(event: Event, sink_type: type[Sink]) -> Sink | None:
     stream = getattr(event.request, "_dataset_file", None)
     sink = stream.sink if isinstance(stream, _Stream) else None
     return sink if isinstance(sink, sink_type) else None
+
+
+def file_head(sop_class: str, sop_instance: str, transfer_syntax: str) -> bytes:
+    """A DICOM file's start: the preamble, `DICM` and the file meta, byte for byte as
+    pynetdicom's `create_file_meta` and `encode_file_meta` make it, packed here rather than
+    through a pydicom dataset, which took ~0.23 ms of each store (~5% of a CT slice's)."""
+    elements = b"".join(
+        (
+            _meta_element(0x0001, b"OB", b"\0\1"),  # File Meta Information Version
+            _meta_element(0x0002, b"UI", _padded(sop_class, b"\0")),
+            _meta_element(0x0003, b"UI", _padded(sop_instance, b"\0")),
+            _meta_element(0x0010, b"UI", _padded(transfer_syntax, b"\0")),
+            _meta_element(0x0012, b"UI", _padded(PYNETDICOM_IMPLEMENTATION_UID, b"\0")),
+            _meta_element(0x0013, b"SH", _padded(PYNETDICOM_IMPLEMENTATION_VERSION, b" ")),
+        )
+    )
+    group_length = _meta_element(0x0000, b"UL", struct.pack("<I", len(elements)))
+    return b"\0" * 128 + b"DICM" + group_length + elements
+
+
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    """One element of group 0002, in explicit VR little endian (PS3.5 7.1.2): OB has a
+    reserved word and a 4-byte length, the short VRs a 2-byte length."""
+    if vr == b"OB":
+        return struct.pack("<HH2sHI", 0x0002, element, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
+def _padded(text: str, pad: bytes) -> bytes:
+    """ASCII (a UID or SH value that is not raises), padded to an even length."""
+    value = text.encode("ascii")
+    return value + pad if len(value) % 2 else value
 
 
 class _Stream:
@@ -126,12 +159,7 @@ class _WaitingDimse(DIMSEServiceProvider):
         try:
             context = self.assoc._accepted_cx[cast("int", message.context_id)]  # noqa: SLF001
             syntax = context.transfer_syntax[0]
-            meta = create_file_meta(
-                sop_class_uid=command.AffectedSOPClassUID,
-                sop_instance_uid=command.AffectedSOPInstanceUID,
-                transfer_syntax=syntax,
-            )
-            head = b"\0" * 128 + b"DICM" + encode_file_meta(meta)
+            head = file_head(command.AffectedSOPClassUID, command.AffectedSOPInstanceUID, syntax)
         except Exception:  # noqa: BLE001  # left in memory: the handler finds what is wrong with it
             return
         assert self.receive_into is not None
