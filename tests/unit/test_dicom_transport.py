@@ -6,7 +6,7 @@ import io
 
 import pytest
 from pydicom import dcmread
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless
+from pydicom.uid import UID, CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEG2000Lossless
 from pynetdicom.dsutils import create_file_meta, encode_file_meta
 
 from orca_imaging.dicom_transport import file_head
@@ -22,7 +22,9 @@ from orca_imaging.dicom_transport import file_head
     ],
 )
 def test_the_file_head_is_pynetdicoms_byte_for_byte(sop_class: str, sop_instance: str, syntax: str) -> None:
-    meta = create_file_meta(sop_class_uid=sop_class, sop_instance_uid=sop_instance, transfer_syntax=syntax)
+    meta = create_file_meta(
+        sop_class_uid=UID(sop_class), sop_instance_uid=UID(sop_instance), transfer_syntax=UID(syntax)
+    )
     assert file_head(sop_class, sop_instance, syntax) == b"\0" * 128 + b"DICM" + encode_file_meta(meta)
 
 
