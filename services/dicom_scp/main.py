@@ -4,12 +4,14 @@ Wiring only (see `orca_imaging.dicom_service`, `drainer`, `spool`). Settings com
 environment (the task definition, with values from SSM).
 
 pynetdicom holds the GIL for most of a transfer, so one process receives on one core. The
-task therefore runs `ORCA_RECEIVERS` receiving processes (default: one per core) on the
-same ports, started as this command with `--receiver`; the kernel spreads associations over
-them. This process drains the spool and answers `/health`: the drainer's work (hashing,
-signing, sending) never competes for a receiver's GIL, and it yields the cores to them. A
-receiver dies with this process; one that exits on its own makes `/health` fail, so ECS
-replaces the task (gracefully: what the others are receiving still finishes).
+task therefore runs `ORCA_RECEIVERS` receiving processes (default: one per core), started
+as this command with `--receiver`. This process opens the DICOM ports and each receiver
+inherits them: a connection goes to the receiver that accepts it first, an idle one sooner
+than a busy one (see `orca_imaging.dicom_transport`). This process drains the spool and answers
+`/health`: the drainer's work (hashing, signing, sending) never competes for a receiver's
+GIL, and it yields the cores to them. A receiver dies with this process; one that exits on
+its own makes `/health` fail, so ECS replaces the task (gracefully: what the others are
+receiving still finishes).
 
 On SIGTERM every process stops accepting, lets in-flight associations finish within the
 stop timeout, and leaves the spool as it is: whatever was acknowledged is on EFS, and the
@@ -21,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING
 from orca_imaging import repository
 from orca_imaging.dicom_service import echo
 from orca_imaging.dicom_task import DicomTask
+from orca_imaging.dicom_transport import shared_listener
 from orca_imaging.observability import logger, metrics
 from orca_imaging.settings import ScpSettings, load
 
@@ -42,7 +46,7 @@ if TYPE_CHECKING:
 
 # In a private subnet, behind an NLB reachable only from the VPN.
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
-RECEIVER = "--receiver"
+RECEIVER, LISTENING = "--receiver", "--listening"
 # A device waits for each Success before it sends its next object; S3 only waits for what
 # the spool already keeps safe. So when the cores are busy the receivers come first: this
 # process (the drainer and `/health`) runs at a lower CPU priority, and catches up when
@@ -57,7 +61,8 @@ def main(argv: list[str]) -> int:
     settings = load(ScpSettings)
     repository.bind_tables(settings)
     if RECEIVER in argv:
-        return receive(settings, parent=int(argv[argv.index(RECEIVER) + 1]))
+        parent, descriptors = argv[argv.index(RECEIVER) + 1], argv[argv.index(LISTENING) + 1]
+        return receive(settings, parent=int(parent), descriptors=[int(d) for d in descriptors.split(",")])
     return serve(settings)
 
 
@@ -65,9 +70,16 @@ def serve(settings: ScpSettings) -> int:
     """The task's first process: runs the receivers, drains the spool, answers `/health`."""
     stopping = _stop_on_signals()
     count = settings.receivers or len(os.sched_getaffinity(0))
+    # The DICOM ports, opened here and inherited by every receiver.
+    ports = [settings.dicom_port, *([settings.tls_port] if settings.tls_certificate else [])]
+    listening = [shared_listener(ALL_INTERFACES, port) for port in ports]
+    descriptors = [listener.fileno() for listener in listening]
     # The same command line, marked as a receiver of this process.
     command = [sys.executable, *sys.orig_argv[1:], RECEIVER, str(os.getpid())]
-    receivers = [subprocess.Popen(command) for _ in range(count)]
+    command += [LISTENING, ",".join(map(str, descriptors))]
+    receivers = [subprocess.Popen(command, pass_fds=descriptors) for _ in range(count)]
+    for listener in listening:  # theirs alone: with every receiver gone, connections are refused
+        listener.close()
     _yield_cores(DRAIN_NICENESS)  # after the receivers started: they keep the task's priority
     task = DicomTask(settings, receives=False)
     task.start()
@@ -98,13 +110,16 @@ def serve(settings: ScpSettings) -> int:
     return 0
 
 
-def receive(settings: ScpSettings, *, parent: int) -> int:
-    """A receiving process: receives only, and dies with the first one."""
+def receive(settings: ScpSettings, *, parent: int, descriptors: list[int]) -> int:
+    """A receiving process: receives only, on the listening sockets it inherited, and dies
+    with the first one."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # the first one died before we asked to die with it
         return 1
     stopping = _stop_on_signals()
-    task = DicomTask(settings, host=ALL_INTERFACES, shared_port=True, drains=False)
+    inherited = [socket.socket(fileno=descriptor) for descriptor in descriptors]
+    listening = {listener.getsockname()[1]: listener for listener in inherited}
+    task = DicomTask(settings, host=ALL_INTERFACES, listening=listening, drains=False)
     task.start()
     threading.Thread(target=publish_metrics, args=(stopping,), name="metrics", daemon=True).start()
     stopping.wait()

@@ -21,7 +21,6 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from orca_imaging.local.stack import free_port
-from services.dicom_scp.main import DRAIN_NICENESS
 from tests.conftest import ROOT, require_tool
 from tests.fixtures.dental_dicom import dental_object
 from tests.integration.test_dicom_service import (
@@ -261,29 +260,6 @@ def test_its_logs_name_the_images_and_never_the_patient_even_at_debug(
         assert [line["image_id"] for line in lines if line.get("message") == message] == [image_id]
     for identifier in ("Quixote", "Alonso", "CHART-7Q3Z", "19991231", "1999-12-31"):
         assert identifier not in log
-
-
-def niceness(pid: int) -> set[int]:
-    """The CPU niceness of each of a process's threads (nice(2): higher yields more)."""
-    threads = Path(f"/proc/{pid}/task").iterdir()
-    return {int((thread / "stat").read_text().rsplit(")", 1)[1].split()[16]) for thread in threads}
-
-
-def test_the_draining_process_yields_the_cores_to_the_receivers(
-    stack: LocalStack, tmp_path: Path, processes: list[ServiceProcess]
-) -> None:
-    """Every thread of the first process (the drainer's, `/health`'s, and any a library
-    started) runs at a lower priority; the receivers, which a waiting device's next object
-    depends on, keep the task's own."""
-    service = ServiceProcess(tmp_path / "spool", receivers="2")
-    processes.append(service)
-    started_at = os.nice(0)
-    receivers = service.receivers()
-    assert len(receivers) == 2
-    (draining,) = niceness(service.process.pid)  # one priority for all its threads
-    assert draining == started_at + DRAIN_NICENESS > started_at
-    for receiver in receivers:
-        assert niceness(receiver) == {started_at}
 
 
 def test_a_full_spool_answers_out_of_resources_and_keeps_only_what_it_acknowledged(

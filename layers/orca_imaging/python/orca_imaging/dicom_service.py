@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, evt
@@ -34,8 +34,9 @@ from orca_imaging.observability import logger, metrics
 from orca_imaging.spool import Arrival, Receiving
 
 if TYPE_CHECKING:
+    import socket
     import ssl
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from pydicom.dataset import Dataset
     from pynetdicom.events import Event
@@ -66,8 +67,9 @@ class ServiceConfig:
     # DICOM TLS (PS3.15 B.1) on a port of its own, beside the plain one.
     tls: ssl.SSLContext | None = None
     tls_port: int = 2762
-    # Other processes of the task listen on the same ports (see dicom_transport.py).
-    shared_port: bool = False
+    # Listening sockets shared with the task's other processes, by port (see
+    # dicom_transport.py); a port not here is opened by this service alone.
+    listening: Mapping[int, socket.socket] = field(default_factory=dict)
 
 
 class DicomService:
@@ -131,7 +133,7 @@ class DicomService:
             evt_handlers=handlers,
             ssl_context=tls,
             server_class=AssociationServer,
-            shared_port=self.config.shared_port,
+            listening=self.config.listening.get(port),
             receive_into=self.spool.receive,
         )
         assert isinstance(server, AssociationServer)

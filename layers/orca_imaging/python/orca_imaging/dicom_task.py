@@ -2,7 +2,7 @@
 the drainer. The Fargate entry point (`services/dicom_scp/main.py`) and the embedded local
 stack (`local/dicom.py`) both start this.
 
-On Fargate a task runs one receiving process per core sharing the ports (see
+On Fargate a task runs one receiving process per core sharing the listening sockets (see
 `dicom_transport.py`), and the first process only drains: each is a DicomTask doing one of
 the two, with a folder of its own in the spool, so each is a task as far as the spool knows."""
 
@@ -21,6 +21,9 @@ from orca_imaging.originals import ReceivedOriginals
 from orca_imaging.spool import Spool
 
 if TYPE_CHECKING:
+    import socket
+    from collections.abc import Mapping
+
     from orca_imaging.settings import ScpSettings
 
 
@@ -32,7 +35,7 @@ class DicomTask:
         host: str = "127.0.0.1",
         receives: bool = True,
         drains: bool = True,
-        shared_port: bool = False,
+        listening: Mapping[int, socket.socket] | None = None,
     ) -> None:
         self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
         self.service: DicomService | None = None
@@ -46,7 +49,7 @@ class DicomTask:
                     max_pdu_bytes=settings.max_pdu_bytes,
                     tls=tls_context(settings),
                     tls_port=settings.tls_port,
-                    shared_port=shared_port,
+                    listening=listening or {},
                 ),
                 self.spool,
                 nodes=repository.dicom_nodes,

@@ -19,9 +19,15 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
   pynetdicom's own version of this (`STORE_RECV_CHUNKED_DATASET`) writes to a temporary
   file of its choosing; ours uses its hook (the message's `_data_set_file`, closed and
   unlinked by pynetdicom after the handler) with a sink of ours.
-- **Several processes can share the port** (`SO_REUSEPORT`): pynetdicom holds the GIL for
-  most of a transfer, so one process uses one core however many devices send at once. The
-  kernel spreads new connections over the processes listening.
+- **Several processes accept from one listening socket** (`shared_listener`, opened once
+  and inherited by each): pynetdicom holds the GIL for most of a transfer, so one process
+  uses one core however many devices send at once. Every process is woken by a new
+  connection, and each waits a moment per association it already serves before it
+  accepts: the one serving fewest takes it, and the others' accepts find nothing. So
+  devices sending at once spread evenly over the processes. (With `SO_REUSEPORT`, tried
+  first, the kernel hashes each connection to a process: four senders on two processes
+  were split 3:1 or 4:0 more often than not, and a process that hangs keeps being handed
+  its share.)
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import queue
 import select
 import socket
 import struct
+import time
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
@@ -48,6 +55,10 @@ if TYPE_CHECKING:
 
 # How often an idle association still looks at its timers, a release and an abort.
 _IDLE_CHECK_SECONDS = 0.01
+# Connections waiting to be accepted by any process (socketserver's own default is 5).
+_SHARED_BACKLOG = 128
+# Longer than a busy process takes to get the GIL for its accept (5 ms switch interval).
+_ACCEPT_DELAY_PER_ASSOCIATION_SECONDS = 0.01
 
 
 class DatasetSink(Protocol):
@@ -276,7 +287,7 @@ class _RequestHandler(RequestHandler):
 
 
 class AssociationServer(ThreadedAssociationServer):
-    """Pass to `AE.make_server(..., server_class=AssociationServer, shared_port=...)`."""
+    """Pass to `AE.make_server(..., server_class=AssociationServer, listening=...)`."""
 
     def __init__(
         self,
@@ -287,10 +298,10 @@ class AssociationServer(ThreadedAssociationServer):
         ssl_context: Any = None,
         evt_handlers: Any = None,
         *,
-        shared_port: bool = False,
+        listening: socket.socket | None = None,
         receive_into: Callable[[], DatasetSink] | None = None,
     ) -> None:
-        self.shared_port = shared_port  # read by server_bind, which the base __init__ calls
+        self.listening = listening  # read by server_bind and server_activate, which __init__ calls
         self.receive_into = receive_into
         super().__init__(
             ae, address, ae_title, contexts, ssl_context, evt_handlers, request_handler=_RequestHandler
@@ -299,7 +310,37 @@ class AssociationServer(ThreadedAssociationServer):
         self.ae._servers.append(self)  # noqa: SLF001
 
     def server_bind(self) -> None:
-        if self.shared_port:
-            assert self.socket is not None
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        super().server_bind()
+        if self.listening is None:
+            super().server_bind()
+            return
+        assert self.socket is not None
+        self.socket.close()  # the one socketserver made, never bound: the shared one is used
+        self.socket = self.listening
+        # Non-blocking: when another process accepts the connection first, the accept here
+        # fails (and socketserver waits again) instead of waiting for the next connection.
+        self.socket.setblocking(False)
+        self.server_address = self.socket.getsockname()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        if self.listening is not None:  # least associations first (see the module's notes)
+            time.sleep(_ACCEPT_DELAY_PER_ASSOCIATION_SECONDS * len(self.ae.active_associations))
+        return cast("tuple[socket.socket, Any]", super().get_request())
+
+    def server_activate(self) -> None:
+        if self.listening is None:  # a shared socket is listening already
+            super().server_activate()
+
+    def server_close(self) -> None:
+        if self.listening is None:
+            super().server_close()
+        elif self.socket is not None:
+            # Closed, never shut down: a shutdown ends accepting for every process sharing it.
+            self.socket.close()
+
+
+def shared_listener(host: str, port: int) -> socket.socket:
+    """A listening socket for several processes' `AssociationServer`s (`listening=`): opened
+    once, then inherited by each (`subprocess.Popen(..., pass_fds=...)`)."""
+    listener = socket.create_server((host, port), backlog=_SHARED_BACKLOG)
+    listener.setblocking(False)
+    return listener
