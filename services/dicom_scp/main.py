@@ -6,8 +6,8 @@ environment (the task definition, with values from SSM).
 pynetdicom holds the GIL for most of a transfer, so one process receives on one core. The
 task therefore runs `ORCA_RECEIVERS` receiving processes (default: one per core), started
 as this command with `--receiver`. This process opens the DICOM ports and each receiver
-inherits them: a connection goes to the receiver that accepts it first, an idle one sooner
-than a busy one (see `orca_imaging.dicom_transport`). This process drains the spool and answers
+inherits them; a connection goes to the receiver serving the fewest associations (see
+`orca_imaging.dicom_transport`). This process drains the spool and answers
 `/health`: the drainer's work (hashing, signing, sending) never competes for a receiver's
 GIL, and it yields the cores to them. A receiver dies with this process; one that exits on
 its own makes `/health` fail, so ECS replaces the task (gracefully: what the others are

@@ -110,7 +110,7 @@ def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
 
 
 def _padded(text: str, pad: bytes) -> bytes:
-    """ASCII (a UID or SH value that is not raises), padded to an even length."""
+    """The value in ASCII, padded to an even length; UnicodeEncodeError when it is not ASCII."""
     value = text.encode("ascii")
     return value + pad if len(value) % 2 else value
 
