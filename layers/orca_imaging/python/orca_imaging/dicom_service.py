@@ -248,10 +248,7 @@ class DicomService:
     def _received_whole(self, event: Event) -> Receiving:
         """A dataset that came in one piece with its command (small enough to be gathered in
         memory, as pynetdicom does), on its way to the spool like a streamed one."""
-        encoded = event.encoded_dataset()  # file meta + the dataset exactly as received
-        receiving = self.spool.receive()
-        receiving.write(encoded)
-        return receiving
+        return self.spool.receive(event.encoded_dataset())  # file meta + the dataset as received
 
 
 def echo(port: int, ae_title: str) -> bool:

@@ -89,10 +89,10 @@ _SUFFIX = ".spooled"
 # The first line of a spooled file: this tag, then the arrival as JSON (which holds no raw
 # newline), then a newline. The tag names the format, should it ever change.
 _HEADER_TAG = b"orca-spool/1 "
-_HEADER_MAX_BYTES = 4096
-# Written now, the line is padded to fill a slot of this size, so that the object's bytes
-# can be written after it before the arrival is known; earlier files have it unpadded.
-_HEADER_SLOT_BYTES = _HEADER_MAX_BYTES
+# The line's longest. It is now padded to exactly this: a slot at the file's start, so the
+# object's bytes can be written after it before the arrival is known. Files from earlier
+# versions have it unpadded.
+_HEADER_SLOT_BYTES = 4096
 # While an object arrives, the disk is asked to start writing every this many bytes.
 _WRITE_BACK_EVERY_BYTES = 1 << 20
 
@@ -140,15 +140,15 @@ class Spool:
 
     def put(self, encoded: bytes, arrival: Arrival) -> Spooled:
         """Make one object durable; SpoolFullError when it cannot be kept."""
-        receiving = self.receive()
-        receiving.write(encoded)
-        return receiving.keep(arrival)
+        return self.receive(encoded).keep(arrival)
 
-    def receive(self) -> Receiving:
-        """A new object, written as it arrives and made durable by `keep`."""
+    def receive(self, arrived: bytes = b"") -> Receiving:
+        """A new object, starting with what has `arrived` of it, written as the rest arrives
+        and made durable by `keep`."""
         receiving = Receiving(self, self.incoming / f"{uuid.uuid4().hex}.partial")
         if self.used_bytes() >= self.max_bytes:
             receiving.refuse(SpoolFullError("the spool is full"))
+        receiving.write(arrived)
         return receiving
 
     def waiting(self) -> Iterator[Spooled]:
@@ -164,7 +164,7 @@ class Spool:
         for _, path in sorted(found):
             try:
                 with path.open("rb") as f:
-                    header = f.readline(_HEADER_MAX_BYTES)
+                    header = f.readline(_HEADER_SLOT_BYTES)
             except FileNotFoundError:
                 continue
             try:
