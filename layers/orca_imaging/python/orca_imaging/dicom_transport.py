@@ -28,6 +28,10 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
   first, the kernel hashes each connection to a process: four senders on two processes
   were split 3:1 or 4:0 more often than not, and a process that hangs keeps being handed
   its share.)
+- **A C-STORE's response is packed here** (`store_response`), not built as a pydicom
+  dataset and encoded twice (once for its group length): ~0.35 ms of each store, ~7% of a
+  CT slice's. Anything but the usual response (an error comment, an offending element, a
+  handler watching sent messages) goes through pynetdicom's own path.
 """
 
 from __future__ import annotations
@@ -40,11 +44,13 @@ import time
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
-from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION, evt
 from pynetdicom.association import Association
 from pynetdicom.dimse import DIMSEServiceProvider
 from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 if TYPE_CHECKING:
@@ -59,6 +65,13 @@ _IDLE_CHECK_SECONDS = 0.01
 _SHARED_BACKLOG = 128
 # Longer than a busy process takes to get the GIL for its accept (5 ms switch interval).
 _ACCEPT_DELAY_PER_ASSOCIATION_SECONDS = 0.01
+# A presentation data value's item length and context ID, and its header byte for the last
+# (here: only) fragment of a command (PS3.8 E.2).
+_PDV_HEADER_BYTES = 6
+_LAST_COMMAND_FRAGMENT = b"\x03"
+# A C-STORE response's Command Field, and the Command Data Set Type saying no dataset follows.
+_STORE_RESPONSE = 0x8001
+_NO_DATASET = 0x0101
 
 
 class DatasetSink(Protocol):
@@ -107,6 +120,35 @@ def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
     if vr == b"OB":
         return struct.pack("<HH2sHI", 0x0002, element, vr, 0, len(value)) + value
     return struct.pack("<HH2sH", 0x0002, element, vr, len(value)) + value
+
+
+def store_response(primitive: C_STORE) -> bytes | None:
+    """A C-STORE response's command set, byte for byte as pynetdicom encodes it (PS3.7 9.3.1.2,
+    implicit VR little endian): None for anything but the usual fields, which pynetdicom's
+    own path then sends. UnicodeEncodeError when a UID is not ASCII."""
+    if (
+        primitive.MessageIDBeingRespondedTo is None
+        or primitive.Status is None
+        or primitive.OffendingElement is not None
+        or primitive.ErrorComment is not None
+    ):
+        return None
+    uids = {0x0002: primitive.AffectedSOPClassUID, 0x1000: primitive.AffectedSOPInstanceUID}
+    values = {
+        **{element: _padded(uid, b"\0") for element, uid in uids.items() if uid is not None},
+        0x0100: struct.pack("<H", _STORE_RESPONSE),  # Command Field
+        0x0120: struct.pack("<H", primitive.MessageIDBeingRespondedTo),
+        0x0800: struct.pack("<H", _NO_DATASET),  # Command Data Set Type
+        0x0900: struct.pack("<H", primitive.Status),
+    }
+    # In ascending tag order (PS3.5 7.1), after the group's length.
+    elements = b"".join(_command_element(element, values[element]) for element in sorted(values))
+    return _command_element(0x0000, struct.pack("<I", len(elements))) + elements
+
+
+def _command_element(element: int, value: bytes) -> bytes:
+    """One element of group 0000, in implicit VR little endian: tag, 4-byte length, value."""
+    return struct.pack("<HHI", 0x0000, element, len(value)) + value
 
 
 def _padded(text: str, pad: bytes) -> bytes:
@@ -179,6 +221,29 @@ class _WaitingDimse(DIMSEServiceProvider):
         sink.write(cast("BytesIO", message.data_set).getvalue())  # any that came with the command set
         message.data_set = BytesIO()
         message._data_set_file = _Stream(sink, self.streams)  # type: ignore[assignment]  # noqa: SLF001
+
+    def send_msg(self, primitive: Any, context_id: int) -> None:
+        """A C-STORE response, sent once for every object, is packed by `store_response`
+        and sent as one P-DATA: a command in one fragment, flagged the last (PS3.8 E.2)."""
+        command = self._packed_store_response(primitive)
+        if command is None:
+            super().send_msg(primitive, context_id)
+            return
+        pdata = P_DATA()
+        pdata.presentation_data_value_list.append((context_id, _LAST_COMMAND_FRAGMENT + command))
+        self.dul.send_pdu(pdata)
+
+    def _packed_store_response(self, primitive: Any) -> bytes | None:
+        if not isinstance(primitive, C_STORE) or self.assoc.get_handlers(evt.EVT_DIMSE_SENT):
+            return None  # a handler watching sent messages is given pynetdicom's message
+        try:
+            command = store_response(primitive)
+        except UnicodeEncodeError:
+            return None
+        largest = self.maximum_pdu_size - _PDV_HEADER_BYTES  # the peer's 0: no limit
+        if command is None or (self.maximum_pdu_size and len(command) > largest):
+            return None  # pynetdicom's path splits it into fragments
+        return command
 
     def drop_streams(self) -> None:
         for stream in list(self.streams):
