@@ -28,7 +28,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at impo
 )
 
 from orca_imaging.dicom_transport import AssociationServer, streamed
-from orca_imaging.errors import SpoolFullError
+from orca_imaging.errors import DependencyError, SpoolFullError
 from orca_imaging.nodes import DicomNode
 from orca_imaging.observability import logger, metrics
 from orca_imaging.spool import Arrival, Receiving
@@ -119,6 +119,7 @@ class DicomService:
         return int(self._tls_server.server_address[1]) if self._tls_server else None
 
     def start(self) -> None:
+        self._read_nodes_ahead()
         handlers: list[Any] = [
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_C_STORE, self._on_store),
@@ -133,6 +134,14 @@ class DicomService:
             "DICOM service listening",
             extra={"ae_title": self.config.ae_title, "port": self.port, "tls_port": self.tls_port},
         )
+
+    def _read_nodes_ahead(self) -> None:
+        """The registered nodes, read once before the first association rather than in it: the
+        first read also makes the DynamoDB client (~70 ms), which a device would wait for."""
+        try:
+            self._nodes()
+        except DependencyError:
+            logger.warning("DICOM nodes not read at start: the first association reads them")
 
     def _serve(self, port: int, handlers: list[Any], tls: ssl.SSLContext | None = None) -> AssociationServer:
         server = self.ae.make_server(
