@@ -22,8 +22,8 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
 - **Several processes accept from one listening socket** (`shared_listener`, opened once
   and inherited by each): pynetdicom holds the GIL for most of a transfer, so one process
   uses one core however many devices send at once. Every process is woken by a new
-  connection, and each waits a moment per association it already serves before it
-  accepts: the one serving fewest takes it, and the others' accepts find nothing. So
+  connection, and each waits a moment per association it already serves (or is setting
+  up) before it accepts: the one serving fewest takes it, and the others' accepts find nothing. So
   devices sending at once spread evenly over the processes. (With `SO_REUSEPORT`, tried
   first, the kernel hashes each connection to a process: four senders on two processes
   were split 3:1 or 4:0 more often than not, and a process that hangs keeps being handed
@@ -40,6 +40,7 @@ import queue
 import select
 import socket
 import struct
+import threading
 import time
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
@@ -379,6 +380,8 @@ class AssociationServer(ThreadedAssociationServer):
     ) -> None:
         self.listening = listening  # read by server_bind and server_activate, which __init__ calls
         self.receive_into = receive_into
+        self._setting_up = 0  # connections accepted whose association thread has not started yet
+        self._setting_up_lock = threading.Lock()
         super().__init__(
             ae, address, ae_title, contexts, ssl_context, evt_handlers, request_handler=_RequestHandler
         )
@@ -400,8 +403,26 @@ class AssociationServer(ThreadedAssociationServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         if self.listening is not None:  # least associations first (see the module's notes)
-            time.sleep(_ACCEPT_DELAY_PER_ASSOCIATION_SECONDS * len(self.ae.active_associations))
+            time.sleep(_ACCEPT_DELAY_PER_ASSOCIATION_SECONDS * self._load())
         return cast("tuple[socket.socket, Any]", super().get_request())
+
+    def _load(self) -> int:
+        """Associations served, counting those still being set up: a burst of connections
+        (four devices at once) would otherwise all go to the first process awake, each
+        accepted before the last one's association thread had started."""
+        return len(self.ae.active_associations) + self._setting_up
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._setting_up_lock:
+            self._setting_up += 1
+        super().process_request(request, client_address)  # the association's set-up, on a thread
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)  # returns once it has started
+        finally:
+            with self._setting_up_lock:
+                self._setting_up -= 1
 
     def server_activate(self) -> None:
         if self.listening is None:  # a shared socket is listening already
