@@ -23,8 +23,8 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
   and inherited by each): pynetdicom holds the GIL for most of a transfer, so one process
   uses one core however many devices send at once. Every process is woken by a new
   connection, and each waits a moment per association it already serves (or is setting
-  up) before it accepts: the one serving fewest takes it, and the others' accepts find nothing. So
-  devices sending at once spread evenly over the processes. (With `SO_REUSEPORT`, tried
+  up) before it accepts: the one serving fewest takes it, and the others' accepts find
+  nothing. So devices sending at once spread evenly over the processes. (With `SO_REUSEPORT`, tried
   first, the kernel hashes each connection to a process: four senders on two processes
   were split 3:1 or 4:0 more often than not, and a process that hangs keeps being handed
   its share.)
