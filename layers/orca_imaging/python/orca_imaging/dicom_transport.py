@@ -1,4 +1,4 @@
-"""pynetdicom's threaded association server, with four changes the DICOM service needs for
+"""pynetdicom's threaded association server, with the changes the DICOM service needs for
 throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
 `server_class` and `request_handler`).
 
@@ -24,14 +24,15 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
   uses one core however many devices send at once. Every process is woken by a new
   connection, and each waits a moment per association it already serves (or is setting
   up) before it accepts: the one serving fewest takes it, and the others' accepts find
-  nothing. So devices sending at once spread evenly over the processes. (With `SO_REUSEPORT`, tried
-  first, the kernel hashes each connection to a process: four senders on two processes
-  were split 3:1 or 4:0 more often than not, and a process that hangs keeps being handed
-  its share.)
+  nothing. So devices sending at once spread evenly over the processes. (With
+  `SO_REUSEPORT`, tried first, the kernel hashes each connection to a process: four
+  senders on two processes were split 3:1 or 4:0 more often than not, and a process that
+  hangs keeps being handed its share.)
 - **A C-STORE's response is packed here** (`store_response`), not built as a pydicom
   dataset and encoded twice (once for its group length): ~0.35 ms of each store, ~7% of a
   CT slice's. Anything but the usual response (an error comment, an offending element, a
-  handler watching sent messages) goes through pynetdicom's own path.
+  handler watching sent messages) goes through pynetdicom's own path. And each association
+  is given the server's presentation contexts, not a deep copy (`_SharedContexts`).
 """
 
 from __future__ import annotations
