@@ -1,6 +1,8 @@
 """How one task of the DICOM service shares its two cores (`services/dicom_scp/main.py`, run
-as Fargate runs it): devices connecting at once are spread over the receiving processes,
-and the draining process gives way to them."""
+as Fargate runs it): devices connecting one after another are spread over the receiving
+processes, and the draining process gives way to them. (That a connection still being set
+up counts toward its receiver's load, which spreads a burst, is a unit test:
+`tests/unit/test_dicom_association_setup.py`.)"""
 
 from __future__ import annotations
 

@@ -1,11 +1,14 @@
 """What the DICOM service does before a device's first store: the registered nodes are read
-at start, not in the first association, and each association shares the server's
-presentation contexts rather than copying them."""
+at start, not in the first association; each association shares the server's presentation
+contexts rather than copying them; and a connection counts toward its receiver's load from
+the moment it is accepted."""
 
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING
+import threading
+import time
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pynetdicom import AE
@@ -13,6 +16,7 @@ from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # m
 
 from orca_imaging import observability
 from orca_imaging.dicom_service import DicomService, ServiceConfig
+from orca_imaging.dicom_transport import AssociationServer, shared_listener
 from orca_imaging.errors import DependencyError
 from orca_imaging.nodes import DicomNode
 from orca_imaging.spool import Spool
@@ -87,3 +91,40 @@ def test_an_association_is_given_the_servers_contexts_not_a_copy(
         assert association.send_c_echo().Status == 0x0000  # negotiation found Verification in them
     finally:
         association.release()
+
+
+def test_a_connection_still_being_set_up_counts_toward_a_receivers_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Between its accept and its association's thread starting, a connection already counts:
+    otherwise a burst of devices would all be accepted by the first process awake (see
+    `dicom_transport`: each process waits in proportion to its load before accepting)."""
+    ae = AE()
+    ae.add_supported_context(Verification)
+    listener = shared_listener("127.0.0.1", 0)
+    server = ae.make_server(("127.0.0.1", 0), server_class=AssociationServer, listening=listener)
+    assert isinstance(server, AssociationServer)
+    setting_up, go_on = threading.Event(), threading.Event()
+
+    def slow_set_up(request: socket.socket, client_address: Any) -> None:
+        setting_up.set()
+        go_on.wait(5)
+
+    monkeypatch.setattr(server, "finish_request", slow_set_up)
+    device = socket.create_connection(listener.getsockname(), timeout=5)
+    accepted, address = server.get_request()
+    try:
+        assert server._load() == 0  # noqa: SLF001
+        server.process_request(accepted, address)
+        assert setting_up.wait(5)
+        assert server._load() == 1  # noqa: SLF001  # no association thread yet, but one on its way
+        go_on.set()
+        deadline = time.monotonic() + 5
+        while server._load() and time.monotonic() < deadline:  # noqa: SLF001
+            time.sleep(0.01)
+        assert server._load() == 0  # noqa: SLF001
+    finally:
+        go_on.set()
+        accepted.close()
+        device.close()
+        server.server_close()

@@ -242,8 +242,8 @@ class _WaitingDimse(DIMSEServiceProvider):
             command = store_response(primitive)
         except UnicodeEncodeError:
             return None
-        largest = self.maximum_pdu_size - _PDV_HEADER_BYTES  # the peer's 0: no limit
-        if command is None or (self.maximum_pdu_size and len(command) > largest):
+        largest = self.maximum_pdu_size  # the peer's; 0: no limit
+        if command is None or (largest and len(command) + _PDV_HEADER_BYTES > largest):
             return None  # pynetdicom's path splits it into fragments
         return command
 

@@ -145,9 +145,8 @@ class Spool:
     def receive(self, arrived: bytes = b"") -> Receiving:
         """A new object, starting with what has `arrived` of it, written as the rest arrives
         and made durable by `keep`."""
-        receiving = Receiving(self, self.incoming / f"{uuid.uuid4().hex}.partial")
-        if self.used_bytes() >= self.max_bytes:
-            receiving.refuse(SpoolFullError("the spool is full"))
+        full = SpoolFullError("the spool is full") if self.used_bytes() >= self.max_bytes else None
+        receiving = Receiving(self, self.incoming / f"{uuid.uuid4().hex}.partial", refused=full)
         receiving.write(arrived)
         return receiving
 
@@ -199,13 +198,16 @@ class Receiving:
     `discard` drops it. A write that fails (a full disk) is remembered, not raised: the
     sender is still sending, and is told when the object is complete."""
 
-    def __init__(self, spool: Spool, path: Path) -> None:
+    def __init__(self, spool: Spool, path: Path, *, refused: SpoolFullError | None = None) -> None:
         self._spool = spool
         self.path = path
-        self._descriptor: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        self._size = os.lseek(self._descriptor, _HEADER_SLOT_BYTES, os.SEEK_SET)
-        self._written_back = self._size
-        self._failure: SpoolFullError | None = None
+        self._failure = refused
+        # Refused from the start (a full spool): nothing is created, for a store that a device
+        # retrying against a backlog would otherwise make and unlink again and again.
+        self._descriptor = None if refused else os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._size = self._written_back = _HEADER_SLOT_BYTES  # written after the header's slot
+        if self._descriptor is not None:
+            os.lseek(self._descriptor, _HEADER_SLOT_BYTES, os.SEEK_SET)
         self._kept = False
 
     def refuse(self, failure: SpoolFullError) -> None:
