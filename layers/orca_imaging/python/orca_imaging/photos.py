@@ -24,10 +24,11 @@ from orca_imaging.limits import PhotoLimits
 from orca_imaging.quality import Quality, assess
 from orca_imaging.variants import (
     PREVIEW_PX,
+    QUARTER_TURNS,
     Variant,
+    full_resolution,
     keeps_compressed_data,
     preview_size,
-    reencoded_full_resolution,
     small_variants,
     small_variants_of_jpeg,
     strip_jpeg_metadata,
@@ -114,24 +115,27 @@ def process_photo(
         cautions.append("exif_damaged")
     fields = read_exif(image)
     source_format, mode, icc = image.format or "", image.mode, image.info.get("icc_profile")
-    upright = image
-    if orientation != 1:
-        upright = ImageOps.exif_transpose(image, in_place=False)
-        image.close()  # frees the stored orientation's pixels: peak memory is one full frame less
     if stripped is not None:
         full = Variant("full.jpg", stripped, *stored_size, lossless=True)
-    else:
-        if upright.mode not in ("RGB", "L"):  # CMYK, palette, alpha, 16-bit: once, for all three
-            upright = to_srgb(upright)
-        if small_ahead is None:  # from these pixels, beside the full size's colour and encode
-            small_ahead = _SECOND_CORE.submit(small_variants, upright)
-        full = reencoded_full_resolution(to_srgb(upright))
-    if small_ahead is None:
-        small = small_variants(upright)
-    else:
+        small = small_variants(image)
+    elif small_ahead is not None:
+        # The full size is turned band by band from the stored frame, never as a whole.
+        full = full_resolution(image, orientation)
+        image.close()
         with _undecodable_rejected():
             small = small_ahead.result()
-    width, height = stored_size[::-1] if orientation in _QUARTER_TURNS else stored_size
+    else:
+        upright = image
+        if orientation != 1:
+            upright = ImageOps.exif_transpose(image, in_place=False)
+            image.close()  # frees the stored orientation's pixels: peak memory is one full frame less
+        if upright.mode not in ("RGB", "L"):  # CMYK, palette, alpha, 16-bit: once, for all three
+            upright = to_srgb(upright)
+        # The small variants from these pixels, beside the full size's colour and encode.
+        small_ahead = _SECOND_CORE.submit(small_variants, upright)
+        full = full_resolution(upright)
+        small = small_ahead.result()
+    width, height = stored_size[::-1] if orientation in QUARTER_TURNS else stored_size
     preview = next(v for v in small if v.name == "preview.jpg")
     preview_image = Image.open(io.BytesIO(preview.data))
     quality = assess(preview_image, pixels=width * height)
@@ -149,10 +153,6 @@ def process_photo(
         fingerprint=None if "no_detail" in quality.notes else dhash(preview_image),
         warnings=cautions,
     )
-
-
-# EXIF orientations 5-8 turn the picture a quarter: its displayed width is its stored height.
-_QUARTER_TURNS = {5, 6, 7, 8}
 
 
 def _orientation(image: Image.Image) -> int:

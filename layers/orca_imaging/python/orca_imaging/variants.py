@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import IO
 
 from PIL import Image, ImageCms, ImageOps
+
+from orca_imaging.jpeg_bands import encode_in_bands, encoded
 
 THUMBNAIL_PX = 150
 PREVIEW_PX = 800
@@ -72,13 +75,19 @@ def to_srgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _encode(image: Image.Image, quality: int) -> bytes:
-    out = io.BytesIO()
+def _save(image: Image.Image, out: IO[bytes], quality: int, *, optimize: bool) -> None:
     # Pillow would carry the source's JPEG comment over (scanners write names there).
-    image.save(
-        out, "JPEG", quality=quality, optimize=image.width * image.height <= PREVIEW_PX**2, comment=b""
-    )
-    return out.getvalue()
+    image.save(out, "JPEG", quality=quality, optimize=optimize, comment=b"")
+
+
+def _optimized(width: int, height: int) -> bool:
+    """Huffman tables fitted to the picture: a few percent smaller, but a second pass, so
+    only up to preview size."""
+    return width * height <= PREVIEW_PX**2
+
+
+def _encode(image: Image.Image, quality: int) -> bytes:
+    return encoded(image, lambda image, out: _save(image, out, quality, optimize=_optimized(*image.size)))
 
 
 def _scaled(image: Image.Image, name: str, size: int) -> tuple[Variant, Image.Image]:
@@ -132,10 +141,46 @@ def keeps_compressed_data(image: Image.Image, orientation: int) -> bool:
     return image.format == "JPEG" and orientation == 1 and image.mode in ("RGB", "L") and _is_srgb(image)
 
 
-def reencoded_full_resolution(srgb: Image.Image) -> Variant:
-    """The full-size copy when pixels must change: one high-quality encode of the upright
-    sRGB pixels (see `to_srgb`)."""
-    return Variant("full.jpg", _encode(srgb, FULL_QUALITY), srgb.width, srgb.height)
+# How each EXIF orientation is undone, and the quarter turns among them (their displayed
+# width is their stored height).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+QUARTER_TURNS = {5, 6, 7, 8}
+
+
+def upright_rows(stored: Image.Image, orientation: int, top: int, bottom: int) -> Image.Image:
+    """Rows `top` to `bottom` of the picture as displayed, from its stored pixels: the part
+    of the stored frame they come from (a band of rows, or of columns for a quarter turn),
+    cut out and turned."""
+    width, height = stored.size
+    turned = orientation in QUARTER_TURNS
+    extent = width if turned else height
+    # Orientations 3, 4, 7 and 8 show the stored frame's far end first.
+    start, end = (top, bottom) if orientation in (1, 2, 5, 6) else (extent - bottom, extent - top)
+    part = stored.crop((start, 0, end, height) if turned else (0, start, width, end))
+    return part.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else part
+
+
+def full_resolution(stored: Image.Image, orientation: int = 1) -> Variant:
+    """The full-size copy when pixels must change: turned upright, converted to sRGB and
+    encoded once at high quality, band by band on every core (see `jpeg_bands`). The
+    conversion is pixel by pixel for the modes that reach it (RGB, L, CMYK), so band by band
+    is the same as all at once."""
+    width, height = stored.size[::-1] if orientation in QUARTER_TURNS else stored.size
+    data = encode_in_bands(
+        lambda top, bottom: to_srgb(upright_rows(stored, orientation, top, bottom)),
+        width,
+        height,
+        save=lambda band, out: _save(band, out, FULL_QUALITY, optimize=_optimized(width, height)),
+    )
+    return Variant("full.jpg", data, width, height)
 
 
 def preview_size(size: tuple[int, int]) -> tuple[int, int]:
