@@ -2,10 +2,17 @@
 
 For each input, each implementation runs in a fresh subprocess (so peak RSS is its own):
 - ours: `process_photo` (full validation decode, EXIF, three variants, quality, dHash) plus sha256;
-- naive Pillow: full decode, orientation, `thumbnail()` per size and a progressive optimised save
-  of each variant (150, 800 and full), plus sha256;
+- naive Pillow: full decode, orientation, conversion to sRGB through an embedded profile,
+  `thumbnail()` per size and a progressive optimised save of each variant (150, 800 and full),
+  plus sha256;
 - libvips (pyvips, Debian's libvips42): `thumbnail_buffer` with shrink-on-load for 150 and 800,
-  an autorotated stripped full-size JPEG, plus sha256.
+  an autorotated stripped full-size JPEG, both exported to sRGB, plus sha256.
+
+The same outputs: every variant upright, sRGB, without metadata. Each implementation's last
+800 px preview is kept, and the table gives how far each peer's is from ours (mean absolute
+difference, in levels of 255): a peer that skipped a step (a turn, a colour conversion)
+was 5.5 levels off on the iPhone HEIC without its colour conversion (measured), and a turn
+skipped would be tens of levels off.
 
 Inputs: a 24 MP and a 12 MP JPEG made from the corpus's real 18 MP DSLR photo (resampled,
 its EXIF kept), the 24 MP one again with EXIF orientation 6 (pixels must turn, so no
@@ -26,42 +33,57 @@ RUNS = 5
 WORKER = r"""
 import hashlib, io, json, resource, statistics, sys, time
 from datetime import UTC, datetime
-path, method, runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, method, runs, preview_path = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 data = open(path, "rb").read()
 
 def ours():
     from orca_imaging.photos import process_photo
     hashlib.sha256(data).hexdigest()
-    process_photo(data, datetime.now(UTC))
+    photo = process_photo(data, datetime.now(UTC))
+    return next(v.data for v in photo.variants if v.name == "preview.jpg")
 
 def naive():
-    from PIL import Image, ImageOps
+    from PIL import Image, ImageCms, ImageOps
     from pillow_heif import register_heif_opener
     register_heif_opener()
     hashlib.sha256(data).hexdigest()
     image = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    if image.info.get("icc_profile"):
+        source = ImageCms.ImageCmsProfile(io.BytesIO(image.info["icc_profile"]))
+        image = ImageCms.profileToProfile(image, source, ImageCms.createProfile("sRGB"))
+    outputs = {}
     for size in (150, 800, None):
         copy = image.copy()
         if size:
             copy.thumbnail((size, size))
-        copy.save(io.BytesIO(), "JPEG", quality=85, progressive=True, optimize=True)
+        out = io.BytesIO()
+        copy.save(out, "JPEG", quality=85, progressive=True, optimize=True)
+        outputs[size] = out.getvalue()
+    return outputs[800]
 
 def vips():
     import pyvips
     hashlib.sha256(data).hexdigest()
+    outputs = {}
     for size in (150, 800):
-        pyvips.Image.thumbnail_buffer(data, size).jpegsave_buffer(Q=85, strip=True)
+        small = pyvips.Image.thumbnail_buffer(data, size, export_profile="srgb")
+        outputs[size] = small.jpegsave_buffer(Q=85, strip=True)
     header = pyvips.Image.new_from_buffer(data, "")  # lazy: reads the header only
     turned = header.get_typeof("orientation") and header.get("orientation") != 1
     # Sequential access is libvips's fast path, but a turn reads rows out of order.
     access = "random" if turned else "sequential"
-    pyvips.Image.new_from_buffer(data, "", access=access).autorot().jpegsave_buffer(Q=90, strip=True)
+    full = pyvips.Image.new_from_buffer(data, "", access=access).autorot()
+    if full.get_typeof("icc-profile-data"):
+        full = full.icc_transform("srgb")
+    full.jpegsave_buffer(Q=90, strip=True)
+    return outputs[800]
 
 fn = {"ours": ours, "naive": naive, "vips": vips}[method]
 fn()  # warm: imports and codec set-up are not what is measured
 times = []
 for _ in range(runs):
-    started = time.perf_counter(); fn(); times.append(time.perf_counter() - started)
+    started = time.perf_counter(); preview = fn(); times.append(time.perf_counter() - started)
+open(preview_path, "wb").write(preview)
 peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"median_s": statistics.median(times), "peak_rss_mb": peak_mb}))
 """
@@ -89,9 +111,9 @@ def make_inputs(folder: Path) -> dict[str, Path]:
     return inputs
 
 
-def measure(path: Path, method: str) -> dict[str, float]:
+def measure(path: Path, method: str, preview: Path) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, "-c", WORKER, str(path), method, str(RUNS)],
+        [sys.executable, "-c", WORKER, str(path), method, str(RUNS), str(preview)],
         capture_output=True,
         text=True,
         check=True,
@@ -99,6 +121,17 @@ def measure(path: Path, method: str) -> dict[str, float]:
     )
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def difference(peer: Path, ours: Path) -> float:
+    """Mean absolute difference of two previews, in levels of 255 (sizes may differ by a
+    pixel's rounding: the peer's is resampled to ours)."""
+    import numpy as np
+    from PIL import Image
+
+    reference = Image.open(ours).convert("RGB")
+    other = Image.open(peer).convert("RGB").resize(reference.size)
+    return float(np.abs(np.asarray(other, np.int16) - np.asarray(reference, np.int16)).mean())
 
 
 def main() -> None:
@@ -121,14 +154,18 @@ def main() -> None:
         ).stdout
         inputs = {label: Path(path) for label, path in json.loads(listing).items()}
         columns = ["input", "ours", "naive Pillow", "libvips", "ours / naive", "ours / libvips"]
-        columns += ["ours peak RSS", "naive RSS", "libvips RSS"]
+        columns += ["ours peak RSS", "naive RSS", "libvips RSS", "preview vs ours: naive, libvips"]
         print("| " + " | ".join(columns) + " |")
         print("|" + "---|" * len(columns))
+        methods = ("ours", "naive", "vips")
         for label, path in inputs.items():
-            ours, naive, vips = (measure(path, m) for m in ("ours", "naive", "vips"))
+            previews = {m: Path(folder) / f"{path.stem}-{m}.jpg" for m in methods}
+            ours, naive, vips = (measure(path, m, previews[m]) for m in methods)
             cells = [label, *(f"{r['median_s']:.2f} s" for r in (ours, naive, vips))]
             cells += [f"{ours['median_s'] / peer['median_s']:.2f}x" for peer in (naive, vips)]
             cells += [f"{r['peak_rss_mb']:.0f} MB" for r in (ours, naive, vips)]
+            off = [difference(previews[m], previews["ours"]) for m in ("naive", "vips")]
+            cells.append(", ".join(f"{d:.1f}" for d in off))
             print("| " + " | ".join(cells) + " |")
 
 

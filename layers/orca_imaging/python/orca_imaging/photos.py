@@ -12,7 +12,7 @@ import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, _imaging
@@ -36,9 +36,10 @@ from orca_imaging.variants import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from datetime import datetime
 
+T = TypeVar("T")
 _PILLOW_READY = False
 # A decompression bomb guard: 200 MP is far above any dental or DSLR photo.
 MAX_PIXELS = 200_000_000
@@ -96,7 +97,8 @@ def process_photo(
     stored_size, orientation = image.size, _orientation(image)
     stripped = strip_jpeg_metadata(data) if keeps_compressed_data(image, orientation) else None
     large_jpeg = image.format == "JPEG" and max(image.size) > 2 * PREVIEW_PX
-    small_ahead: Future[list[Variant]] | None = None
+    pixels = image.width * image.height
+    small_ahead: Future[_Small] | None = None
     if large_jpeg and stripped is not None:
         # The full-size copy needs no pixels, so decode at reduced scale (DCT scaling):
         # every entropy-coded byte is still decoded, so truncation and corruption are
@@ -107,7 +109,7 @@ def process_photo(
         # from the full size: a reduced-scale decode of their own makes them on a second
         # core while this one decodes, turns and encodes it (Pillow lets go of the GIL
         # while it decodes, turns and resamples).
-        small_ahead = _SECOND_CORE.submit(small_variants_of_jpeg, data)
+        small_ahead = _SECOND_CORE.submit(_scored, small_variants_of_jpeg, data, pixels)
     _decode(image)
     if exif_damage(image.info.get("exif")):
         # The pixels are sound; the camera's metadata cannot all be trusted (capture time
@@ -117,7 +119,7 @@ def process_photo(
     source_format, mode, icc = image.format or "", image.mode, image.info.get("icc_profile")
     if stripped is not None:
         full = Variant("full.jpg", stripped, *stored_size, lossless=True)
-        small = small_variants(image)
+        small = _scored(small_variants, image, pixels)
     elif small_ahead is not None:
         # The full size is turned band by band from the stored frame, never as a whole.
         full = full_resolution(image, orientation)
@@ -132,13 +134,10 @@ def process_photo(
         if upright.mode not in ("RGB", "L"):  # CMYK, palette, alpha, 16-bit: once, for all three
             upright = to_srgb(upright)
         # The small variants from these pixels, beside the full size's colour and encode.
-        small_ahead = _SECOND_CORE.submit(small_variants, upright)
+        small_ahead = _SECOND_CORE.submit(_scored, small_variants, upright, pixels)
         full = full_resolution(upright)
         small = small_ahead.result()
     width, height = stored_size[::-1] if orientation in QUARTER_TURNS else stored_size
-    preview = next(v for v in small if v.name == "preview.jpg")
-    preview_image = Image.open(io.BytesIO(preview.data))
-    quality = assess(preview_image, pixels=width * height)
     return ProcessedPhoto(
         width=width,
         height=height,
@@ -148,11 +147,28 @@ def process_photo(
         color_space=fields.color_space or ("ICC" if icc else mode),
         exif=fields,
         captured=capture_time(fields, uploaded_at),
-        variants=[*small, full],
-        quality=quality,
-        fingerprint=None if "no_detail" in quality.notes else dhash(preview_image),
+        variants=[*small.variants, full],
+        quality=small.quality,
+        fingerprint=small.fingerprint,
         warnings=cautions,
     )
+
+
+@dataclass(frozen=True)
+class _Small:
+    variants: list[Variant]  # thumbnail and preview
+    quality: Quality
+    fingerprint: str | None
+
+
+def _scored(make: Callable[[T], list[Variant]], source: T, pixels: int) -> _Small:
+    """The small variants, with the quality score and the fingerprint taken from the
+    preview: all on the same core, beside the full size where there is a second."""
+    variants = make(source)
+    preview = next(v for v in variants if v.name == "preview.jpg")
+    image = Image.open(io.BytesIO(preview.data))
+    quality = assess(image, pixels=pixels)
+    return _Small(variants, quality, None if "no_detail" in quality.notes else dhash(image))
 
 
 def _orientation(image: Image.Image) -> int:
