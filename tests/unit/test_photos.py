@@ -239,3 +239,50 @@ def test_every_variant_of_a_display_p3_photo_has_its_srgb_colours(tmp_path: Path
 def test_stripping_refuses_what_is_not_a_jpeg_stream() -> None:
     assert strip_jpeg_metadata(b"\x89PNG\r\n\x1a\n") is None
     assert strip_jpeg_metadata(b"\xff\xd8\xff\xe1\x00\x10Exif") is None
+
+
+IPHONE_HEIC = CORPUS / "photos" / "iphone13promax.heic"
+
+
+@pytest.mark.parametrize("kept", [0.1, 0.5, 0.9, 0.99])
+def test_a_heic_cut_anywhere_is_rejected_as_truncated(kept: float) -> None:
+    # libheif decodes these without an error, filling what is missing with one flat colour
+    # (at 99% the picture is even whole: what is lost follows it); the container's sizes tell.
+    data = IPHONE_HEIC.read_bytes()
+    with pytest.raises(FileRejectedError) as rejected:
+        process_photo(data[: int(len(data) * kept)], UPLOADED)
+    assert rejected.value.reason == "truncated"
+
+
+def open_ended(data: bytes) -> bytes:
+    """The HEIC with its media data box's size set to 0, "to the end of the file" (legal, and
+    it leaves the container nothing to measure a cut against)."""
+    at = data.index(b"mdat") - 4
+    return data[:at] + bytes(4) + data[at + 4 :]
+
+
+@pytest.mark.parametrize("kept", [0.3, 0.9])
+def test_a_heic_cut_short_that_the_container_cannot_tell_is_caught_by_its_missing_tiles(kept: float) -> None:
+    data = IPHONE_HEIC.read_bytes()
+    cut = open_ended(data[: int(len(data) * kept)])
+    assert not photos._cut_short(cut)
+    with pytest.raises(FileRejectedError) as rejected:
+        process_photo(cut, UPLOADED)
+    assert (rejected.value.reason, "tiles" in str(rejected.value)) == ("truncated", True)
+    assert process_photo(open_ended(data), UPLOADED).width == 3024  # open-ended and whole: accepted
+
+
+def textured(size: tuple[int, int] = (1600, 1200)) -> Image.Image:
+    return Image.effect_noise(size, 40).convert("RGB")
+
+
+def test_missing_tiles_are_a_tiles_worth_of_one_flat_colour_but_not_clipping_or_a_blank_frame() -> None:
+    picture = textured()
+    picture.paste((60, 128, 60), (600, 300, 1112, 812))  # one 512 px tile's worth, inside the frame
+    assert photos._missing_tiles(picture)
+    clipped = textured()
+    clipped.paste((255, 255, 255), (0, 0, 1600, 600))  # a burnt-out sky: flat, but white
+    clipped.paste((0, 0, 0), (0, 900, 1600, 1200))  # and crushed shadows
+    assert not photos._missing_tiles(clipped)
+    assert not photos._missing_tiles(Image.new("RGB", (1600, 1200), (128, 128, 128)))
+    assert not photos._missing_tiles(textured())

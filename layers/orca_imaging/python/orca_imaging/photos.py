@@ -110,7 +110,7 @@ def process_photo(
         # core while this one decodes, turns and encodes it (Pillow lets go of the GIL
         # while it decodes, turns and resamples).
         small_ahead = _SECOND_CORE.submit(_scored, small_variants_of_jpeg, data, pixels)
-    _decode(image)
+    _decode(image, data)
     if exif_damage(image.info.get("exif")):
         # The pixels are sound; the camera's metadata cannot all be trusted (capture time
         # included), so say so rather than lose a clinical photo over it.
@@ -201,12 +201,15 @@ def _open(data: bytes) -> Image.Image:
     return image
 
 
-def _decode(image: Image.Image) -> None:
+def _decode(image: Image.Image, data: bytes) -> None:
     """Decode every byte of the image data, so a file cut short or corrupt is caught."""
+    tiled = image.format in ("HEIF", "AVIF")
+    if tiled and _cut_short(data):
+        raise FileRejectedError("truncated", "the end of the image is missing (the file was cut short)")
     with _undecodable_rejected():
         image.load()
-    if image.format in ("HEIF", "AVIF") and _missing_tiles(image):
-        raise FileRejectedError("truncated", "the end of the image is missing (the file was cut short)")
+    if tiled and _missing_tiles(image):
+        raise FileRejectedError("truncated", "tiles of the image are missing (the file was cut short)")
 
 
 @contextmanager
@@ -222,18 +225,42 @@ def _decode_failure(error: Exception) -> str:
     return "truncated" if "truncated" in str(error).lower() else "corrupt_image"
 
 
-# A HEIC cut short decodes without error: libheif fills the missing tiles with one flat
-# grey. A run of perfectly flat rows at the bottom this tall means tiles were missing.
-MISSING_TILE_SHARE = 0.05
+# A HEIC or AVIF cut short can decode without an error: libheif fills the tiles it has no
+# data for with one flat colour (grey or green, by version). Two checks: the container's
+# own sizes, exact wherever the writer states them; and in the picture, at least a tile's
+# worth (3x3 at 128 px, what any 512 px tile holds however the grid is cropped) of blocks
+# each of one exact colour, the same in all, which a real photo's noise never makes.
+# Black and white are left out (clipped shadows and highlights are flat), and so is a frame
+# that is one colour throughout (a blank frame is the quality score's business).
+_BLOCK_PX = 128
+_MISSING_TILE_BLOCKS = 9
+
+
+def _cut_short(data: bytes) -> bool:
+    """Whether an ISO BMFF file (HEIF, AVIF) ends inside one of its top-level boxes: a box's
+    stated size runs past the end of the file (ISO/IEC 14496-12, 4.2)."""
+    at = 0
+    while at + 8 <= len(data):
+        size, header = int.from_bytes(data[at : at + 4], "big"), 8
+        if size == 1:  # a 64-bit size follows the type
+            size, header = int.from_bytes(data[at + 8 : at + 16], "big"), 16
+        elif size == 0:  # the last box, running to the end of the file: no size to hold it to
+            return False
+        if size < header:
+            return False  # not a structure this can follow: the decoder has the last word
+        at += size
+    return at > len(data)
 
 
 def _missing_tiles(image: Image.Image) -> bool:
-    grey = np.asarray(image.convert("L").reduce(4), dtype=np.float32)
-    flat_rows = grey.std(axis=1) == 0
-    run = 0
-    for flat in flat_rows[::-1]:
-        if not flat:
-            break
-        run += 1
-    same_value = run > 0 and float(np.ptp(grey[len(grey) - run :])) == 0
-    return same_value and run >= MISSING_TILE_SHARE * len(grey)
+    reduction = 4  # reduced first: a sixteenth of the pixels to look at
+    grey = np.asarray(image.reduce(reduction).convert("L"))
+    side = _BLOCK_PX // reduction
+    rows, columns = grey.shape[0] // side, grey.shape[1] // side
+    blocks = grey[: rows * side, : columns * side].reshape(rows, side, columns, side)
+    low, high = blocks.min(axis=(1, 3)), blocks.max(axis=(1, 3))
+    flat = low == high
+    if flat.all():
+        return False
+    values = low[flat & (low > 0) & (low < 255)]
+    return values.size > 0 and int(np.bincount(values).max()) >= _MISSING_TILE_BLOCKS
