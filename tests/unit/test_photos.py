@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageChops, ImageCms, ImageStat
+from PIL import Image, ImageChops, ImageCms, ImageOps, ImageStat
 from pillow_heif import open_heif
 
 from orca_imaging import photos, variants
@@ -286,3 +286,26 @@ def test_missing_tiles_are_a_tiles_worth_of_one_flat_colour_but_not_clipping_or_
     assert not photos._missing_tiles(clipped)
     assert not photos._missing_tiles(Image.new("RGB", (1600, 1200), (128, 128, 128)))
     assert not photos._missing_tiles(textured())
+
+
+@pytest.mark.parametrize(
+    ("mode", "scale", "fmt"),
+    [("F", 1 / 255, "TIFF"), ("F", 1.0, "TIFF"), ("I;16", 16, "PNG"), ("I;16", 257, "TIFF")],
+    ids=["float 0-1", "float 0-255", "12-bit in 16", "full 16-bit"],
+)
+def test_deep_grey_photos_come_out_levelled_whatever_range_their_samples_use(
+    mode: str, scale: float, fmt: str, tmp_path: Path
+) -> None:
+    # A float TIFF may hold 0-1 or 0-255 and a 16-bit scan only 12 bits: each must show the
+    # picture, not a black or washed-out frame.
+    import numpy as np
+
+    grey = Image.open(CORPUS / "photos" / "ortho_intraoral_nikon_d90.jpg").convert("L").reduce(2)
+    grey = ImageOps.autocontrast(grey)  # 0-255 used, so the levelled copy should match it
+    samples = np.asarray(grey, dtype=np.float32) * scale
+    deep = Image.fromarray(samples) if mode == "F" else Image.fromarray(samples.astype(np.uint16))
+    path = tmp_path / f"deep.{fmt.lower()}"
+    deep.save(path, fmt)
+    preview = variant(process_photo(path.read_bytes(), UPLOADED), "preview.jpg").convert("L")
+    expected = grey.resize(preview.size, Image.Resampling.LANCZOS)
+    assert ImageStat.Stat(ImageChops.difference(preview, expected)).mean[0] < 3

@@ -14,6 +14,7 @@ import io
 from dataclasses import dataclass
 from typing import IO
 
+import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
 from orca_imaging.jpeg_bands import encode_in_bands, encoded
@@ -71,8 +72,18 @@ def to_srgb(image: Image.Image) -> Image.Image:
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return flat
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        return ImageOps.autocontrast(image.convert("I").point(lambda v: v / 256).convert("L"))
+        return _stretched_grey(image)
     return image.convert("RGB")
+
+
+def _stretched_grey(image: Image.Image) -> Image.Image:
+    """8-bit grey from 16-bit, 32-bit or floating-point samples: their range, whatever it is
+    (a float TIFF may hold 0-1 or 0-255, a 16-bit scan only part of 0-65535), stretched to
+    0-255, as the eye would see it levelled."""
+    values = np.nan_to_num(np.asarray(image, dtype=np.float32))
+    low, high = float(values.min()), float(values.max())
+    scale = 255 / (high - low) if high > low else 0.0
+    return Image.fromarray(((values - low) * scale + 0.5).astype(np.uint8))
 
 
 def _save(image: Image.Image, out: IO[bytes], quality: int, *, optimize: bool) -> None:
