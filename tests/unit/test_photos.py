@@ -309,3 +309,15 @@ def test_deep_grey_photos_come_out_levelled_whatever_range_their_samples_use(
     preview = variant(process_photo(path.read_bytes(), UPLOADED), "preview.jpg").convert("L")
     expected = grey.resize(preview.size, Image.Resampling.LANCZOS)
     assert ImageStat.Stat(ImageChops.difference(preview, expected)).mean[0] < 3
+
+
+@pytest.mark.parametrize("name", ["canon_eos1300d_18mp.jpg", "canon_sx60_orient6.jpg"])
+def test_a_jpeg_missing_only_its_last_bytes_is_rejected_as_truncated(name: str) -> None:
+    # libjpeg makes up a missing end marker: losing the last two bytes raised nothing on the
+    # upright photo's reduced-scale decode, where the turned one's full decode did.
+    data = (CORPUS / "photos" / name).read_bytes()
+    with pytest.raises(FileRejectedError) as rejected:
+        process_photo(data[:-2], UPLOADED)
+    assert rejected.value.reason == "truncated"
+    appended = process_photo(data + b"\x00" * 64 + b"trailer written by some phones", UPLOADED)
+    assert appended.width > 0  # what follows a complete image is no cut

@@ -27,6 +27,7 @@ from orca_imaging.variants import (
     QUARTER_TURNS,
     Variant,
     full_resolution,
+    jpeg_cut_short,
     keeps_compressed_data,
     preview_size,
     small_variants,
@@ -204,7 +205,7 @@ def _open(data: bytes) -> Image.Image:
 def _decode(image: Image.Image, data: bytes) -> None:
     """Decode every byte of the image data, so a file cut short or corrupt is caught."""
     tiled = image.format in ("HEIF", "AVIF")
-    if tiled and _cut_short(data):
+    if (tiled and _cut_short(data)) or (image.format in ("JPEG", "MPO") and jpeg_cut_short(data)):
         raise FileRejectedError("truncated", "the end of the image is missing (the file was cut short)")
     with _undecodable_rejected():
         image.load()

@@ -114,36 +114,52 @@ def _scaled(image: Image.Image, name: str, size: int) -> tuple[Variant, Image.Im
     return Variant(name, _encode(resized, SMALL_QUALITY), resized.width, resized.height), resized
 
 
+def _segments_to_scan(data: bytes) -> list[tuple[int, int, int]] | None:
+    """(marker, start, end) of each marker segment through the first SOS (ISO/IEC 10918-1,
+    B.1.1); None for a stream that cannot be walked that far."""
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    found, at = [], 2
+    while at + 4 <= len(data):
+        if data[at] != 0xFF:
+            return None
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+        found.append((marker, at, end))
+        if marker == 0xDA:  # start of scan: entropy-coded data follows, up to EOI
+            return found
+        at = end
+    return None
+
+
 def strip_jpeg_metadata(data: bytes) -> bytes | None:
     """The JPEG with its metadata segments removed and its compressed data untouched.
 
-    Walks the marker segments up to the first SOS (ISO/IEC 10918-1, B.1.1), then copies
-    the scan data through EOI; bytes after EOI (appended data) are dropped. Returns None
-    for a stream it cannot walk.
+    Keeps the segments before the first scan that are not metadata, then the scan data
+    through EOI; bytes after EOI (appended data) are dropped. Returns None for a stream it
+    cannot walk, or one with no EOI.
     """
-    if not data.startswith(b"\xff\xd8"):
+    segments = _segments_to_scan(data)
+    scan = segments[-1][1] if segments else -1
+    end = data.find(b"\xff\xd9", scan) if segments else -1
+    if segments is None or end < 0:
         return None
-    out = bytearray(b"\xff\xd8")
-    i = 2
-    while i + 4 <= len(data):
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        segment = data[i : i + 2 + length]
-        if marker == 0xDA:  # start of scan: the rest is entropy-coded data up to EOI
-            end = data.find(b"\xff\xd9", i)
-            if end < 0:
-                return None
-            out += data[i : end + 2]
-            return bytes(out)
-        if not (0xE1 <= marker <= 0xEF or marker == 0xFE) or marker in _KEEP_APP:
-            out += segment
-        i += 2 + length
-    return None
+    kept = b"".join(
+        data[start:stop]
+        for marker, start, stop in segments[:-1]
+        if not (0xE1 <= marker <= 0xEF or marker == 0xFE) or marker in _KEEP_APP
+    )
+    return b"\xff\xd8" + kept + data[scan : end + 2]
+
+
+def jpeg_cut_short(data: bytes) -> bool:
+    """Whether a JPEG ends inside its image data: no EOI after its first scan. libjpeg makes
+    up the missing end, so when only the last few bytes are gone the decode raises nothing."""
+    segments = _segments_to_scan(data)
+    return segments is not None and data.find(b"\xff\xd9", segments[-1][1]) < 0
 
 
 def keeps_compressed_data(image: Image.Image, orientation: int) -> bool:
