@@ -15,6 +15,7 @@ from PIL import Image, ImageChops, ImageCms, ImageOps, ImageStat
 from pillow_heif import open_heif
 
 from orca_imaging import photos, variants
+from orca_imaging.containers import cut_short
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.photos import ProcessedPhoto, process_photo
 from orca_imaging.variants import Variant, preview_size, strip_jpeg_metadata
@@ -265,7 +266,7 @@ def open_ended(data: bytes) -> bytes:
 def test_a_heic_cut_short_that_the_container_cannot_tell_is_caught_by_its_missing_tiles(kept: float) -> None:
     data = IPHONE_HEIC.read_bytes()
     cut = open_ended(data[: int(len(data) * kept)])
-    assert not photos._cut_short(cut)
+    assert not cut_short(cut)
     with pytest.raises(FileRejectedError) as rejected:
         process_photo(cut, UPLOADED)
     assert (rejected.value.reason, "tiles" in str(rejected.value)) == ("truncated", True)
@@ -321,3 +322,42 @@ def test_a_jpeg_missing_only_its_last_bytes_is_rejected_as_truncated(name: str) 
     assert rejected.value.reason == "truncated"
     appended = process_photo(data + b"\x00" * 64 + b"trailer written by some phones", UPLOADED)
     assert appended.width > 0  # what follows a complete image is no cut
+
+
+def encoded_as(fmt: str, **options: object) -> bytes:
+    picture = Image.open(CORPUS / "photos" / "ortho_intraoral_nikon_d90.jpg").convert("RGB")
+    picture.thumbnail((600, 600))
+    out = io.BytesIO()
+    picture.save(out, fmt, **options)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "options"),
+    [
+        ("PNG", {}),
+        ("WEBP", {}),
+        ("WEBP", {"lossless": True}),
+        ("JPEG2000", {}),
+        ("JPEG2000", {"no_jp2": True}),
+    ],
+    ids=["png", "webp", "webp lossless", "jp2", "j2k codestream"],
+)
+@pytest.mark.parametrize("lost", [1, 12, 1000])
+def test_every_photo_container_cut_short_is_rejected_as_truncated(
+    fmt: str, options: dict[str, object], lost: int
+) -> None:
+    # A PNG that lost only its closing IEND chunk (12 bytes) decoded without a word; WebP and
+    # JPEG 2000 cuts were reported as corrupt, not as cut short.
+    data = encoded_as(fmt, **options)
+    assert process_photo(data, UPLOADED).width == 600
+    with pytest.raises(FileRejectedError) as rejected:
+        process_photo(data[:-lost], UPLOADED)
+    assert rejected.value.reason == "truncated"
+
+
+def test_a_tiff_whose_structure_cannot_be_read_is_corrupt_not_an_unknown_format() -> None:
+    data = encoded_as("TIFF", compression="tiff_lzw")  # Pillow writes its directory last
+    with pytest.raises(FileRejectedError) as rejected:
+        process_photo(data[:-1], UPLOADED)
+    assert rejected.value.reason == "corrupt_image"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError, _imaging
 
+from orca_imaging.containers import cut_short
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.exif import CaptureTime, ExifFields, capture_time, exif_damage, read_exif
 from orca_imaging.fingerprint import dhash
@@ -27,7 +28,6 @@ from orca_imaging.variants import (
     QUARTER_TURNS,
     Variant,
     full_resolution,
-    jpeg_cut_short,
     keeps_compressed_data,
     preview_size,
     small_variants,
@@ -93,6 +93,8 @@ def process_photo(
 ) -> ProcessedPhoto:
     """Validate, read EXIF and capture time, make the three variants and score quality."""
     cautions = limits.check_size(len(data))
+    if cut_short(data):  # before decoding: decoders make a missing end up (see containers)
+        raise FileRejectedError("truncated", "the end of the image is missing (the file was cut short)")
     image = _open(data)
     limits.check_dimensions(image.width, image.height)
     stored_size, orientation = image.size, _orientation(image)
@@ -111,7 +113,7 @@ def process_photo(
         # core while this one decodes, turns and encodes it (Pillow lets go of the GIL
         # while it decodes, turns and resamples).
         small_ahead = _SECOND_CORE.submit(_scored, small_variants_of_jpeg, data, pixels)
-    _decode(image, data)
+    _decode(image)
     if exif_damage(image.info.get("exif")):
         # The pixels are sound; the camera's metadata cannot all be trusted (capture time
         # included), so say so rather than lose a clinical photo over it.
@@ -190,8 +192,10 @@ def _open(data: bytes) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise FileRejectedError("too_many_pixels", "the image exceeds the pixel limit") from e
     except UnidentifiedImageError as e:
+        # Only files with a photo format's signature come here: one that no decoder can
+        # follow from there is damaged (an LZW TIFF cut short loses its directory at the end).
         raise FileRejectedError(
-            "unsupported_format", "the file is not an image any decoder recognises"
+            "corrupt_image", "the file has an image format's signature but its structure cannot be read"
         ) from e
     except (OSError, SyntaxError, ValueError) as e:
         raise FileRejectedError(_decode_failure(e), "the image could not be decoded in full") from e
@@ -202,14 +206,11 @@ def _open(data: bytes) -> Image.Image:
     return image
 
 
-def _decode(image: Image.Image, data: bytes) -> None:
+def _decode(image: Image.Image) -> None:
     """Decode every byte of the image data, so a file cut short or corrupt is caught."""
-    tiled = image.format in ("HEIF", "AVIF")
-    if (tiled and _cut_short(data)) or (image.format in ("JPEG", "MPO") and jpeg_cut_short(data)):
-        raise FileRejectedError("truncated", "the end of the image is missing (the file was cut short)")
     with _undecodable_rejected():
         image.load()
-    if tiled and _missing_tiles(image):
+    if image.format in ("HEIF", "AVIF") and _missing_tiles(image):
         raise FileRejectedError("truncated", "tiles of the image are missing (the file was cut short)")
 
 
@@ -228,29 +229,13 @@ def _decode_failure(error: Exception) -> str:
 
 # A HEIC or AVIF cut short can decode without an error: libheif fills the tiles it has no
 # data for with one flat colour (grey or green, by version). Two checks: the container's
-# own sizes, exact wherever the writer states them; and in the picture, at least a tile's
+# own sizes (see `containers`), exact wherever the writer states them; and in the picture, at least a tile's
 # worth (3x3 at 128 px, what any 512 px tile holds however the grid is cropped) of blocks
 # each of one exact colour, the same in all, which a real photo's noise never makes.
 # Black and white are left out (clipped shadows and highlights are flat), and so is a frame
 # that is one colour throughout (a blank frame is the quality score's business).
 _BLOCK_PX = 128
 _MISSING_TILE_BLOCKS = 9
-
-
-def _cut_short(data: bytes) -> bool:
-    """Whether an ISO BMFF file (HEIF, AVIF) ends inside one of its top-level boxes: a box's
-    stated size runs past the end of the file (ISO/IEC 14496-12, 4.2)."""
-    at = 0
-    while at + 8 <= len(data):
-        size, header = int.from_bytes(data[at : at + 4], "big"), 8
-        if size == 1:  # a 64-bit size follows the type
-            size, header = int.from_bytes(data[at + 8 : at + 16], "big"), 16
-        elif size == 0:  # the last box, running to the end of the file: no size to hold it to
-            return False
-        if size < header:
-            return False  # not a structure this can follow: the decoder has the last word
-        at += size
-    return at > len(data)
 
 
 def _missing_tiles(image: Image.Image) -> bool:

@@ -17,6 +17,7 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
 
+from orca_imaging.containers import segments_to_scan
 from orca_imaging.jpeg_bands import encode_in_bands, encoded
 
 THUMBNAIL_PX = 150
@@ -114,27 +115,6 @@ def _scaled(image: Image.Image, name: str, size: int) -> tuple[Variant, Image.Im
     return Variant(name, _encode(resized, SMALL_QUALITY), resized.width, resized.height), resized
 
 
-def _segments_to_scan(data: bytes) -> list[tuple[int, int, int]] | None:
-    """(marker, start, end) of each marker segment through the first SOS (ISO/IEC 10918-1,
-    B.1.1); None for a stream that cannot be walked that far."""
-    if not data.startswith(b"\xff\xd8"):
-        return None
-    found, at = [], 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:
-            return None
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        end = at + 2 + int.from_bytes(data[at + 2 : at + 4], "big")
-        found.append((marker, at, end))
-        if marker == 0xDA:  # start of scan: entropy-coded data follows, up to EOI
-            return found
-        at = end
-    return None
-
-
 def strip_jpeg_metadata(data: bytes) -> bytes | None:
     """The JPEG with its metadata segments removed and its compressed data untouched.
 
@@ -142,7 +122,7 @@ def strip_jpeg_metadata(data: bytes) -> bytes | None:
     through EOI; bytes after EOI (appended data) are dropped. Returns None for a stream it
     cannot walk, or one with no EOI.
     """
-    segments = _segments_to_scan(data)
+    segments = segments_to_scan(data)
     scan = segments[-1][1] if segments else -1
     end = data.find(b"\xff\xd9", scan) if segments else -1
     if segments is None or end < 0:
@@ -153,13 +133,6 @@ def strip_jpeg_metadata(data: bytes) -> bytes | None:
         if not (0xE1 <= marker <= 0xEF or marker == 0xFE) or marker in _KEEP_APP
     )
     return b"\xff\xd8" + kept + data[scan : end + 2]
-
-
-def jpeg_cut_short(data: bytes) -> bool:
-    """Whether a JPEG ends inside its image data: no EOI after its first scan. libjpeg makes
-    up the missing end, so when only the last few bytes are gone the decode raises nothing."""
-    segments = _segments_to_scan(data)
-    return segments is not None and data.find(b"\xff\xd9", segments[-1][1]) < 0
 
 
 def keeps_compressed_data(image: Image.Image, orientation: int) -> bool:
