@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from datetime import datetime
 
-T = TypeVar("T")
+_Source = TypeVar("_Source")
 _PILLOW_READY = False
 # A decompression bomb guard: 200 MP is far above any dental or DSLR photo.
 MAX_PIXELS = 200_000_000
@@ -164,7 +164,7 @@ class _Small:
     fingerprint: str | None
 
 
-def _scored(make: Callable[[T], list[Variant]], source: T, pixels: int) -> _Small:
+def _scored(make: Callable[[_Source], list[Variant]], source: _Source, pixels: int) -> _Small:
     """The small variants, with the quality score and the fingerprint taken from the
     preview: all on the same core, beside the full size where there is a second."""
     variants = make(source)
@@ -228,12 +228,13 @@ def _decode_failure(error: Exception) -> str:
 
 
 # A HEIC or AVIF cut short can decode without an error: libheif fills the tiles it has no
-# data for with one flat colour (grey or green, by version). Two checks: the container's
-# own sizes (see `containers`), exact wherever the writer states them; and in the picture, at least a tile's
-# worth (3x3 at 128 px, what any 512 px tile holds however the grid is cropped) of blocks
-# each of one exact colour, the same in all, which a real photo's noise never makes.
-# Black and white are left out (clipped shadows and highlights are flat), and so is a frame
-# that is one colour throughout (a blank frame is the quality score's business).
+# data for with one flat colour (grey or green, by version). The container's own sizes
+# catch that first, before decoding (see `containers`); where the writer left the media
+# box open-ended, the picture is looked at: a tile's worth of blocks (3x3 at 128 px, what
+# any 512 px tile holds however the grid is cropped) each of one exact colour, the same in
+# all, which a real photo's noise never makes. Black and white are left out (clipped
+# shadows and highlights are flat), and so is a frame of one colour throughout (a blank
+# frame is the quality score's business).
 _BLOCK_PX = 128
 _MISSING_TILE_BLOCKS = 9
 

@@ -4,8 +4,9 @@ All are sRGB JPEGs with the EXIF orientation applied and no metadata (no EXIF, n
 The original is never touched. The full-resolution copy avoids needless loss: a baseline
 or progressive JPEG that needs no pixel change (upright, sRGB or untagged, RGB or grey)
 keeps its compressed data as is, with only the metadata segments removed; anything else
-is re-encoded once at high quality. Small variants decode JPEGs at reduced scale (DCT
-scaling, `Image.draft`), which is several times cheaper than a full decode.
+is re-encoded once at high quality, in bands on every core (`jpeg_bands`). Small variants
+decode JPEGs at reduced scale (DCT scaling, `Image.draft`), which is several times cheaper
+than a full decode.
 """
 
 from __future__ import annotations
@@ -123,9 +124,11 @@ def strip_jpeg_metadata(data: bytes) -> bytes | None:
     cannot walk, or one with no EOI.
     """
     segments = segments_to_scan(data)
-    scan = segments[-1][1] if segments else -1
-    end = data.find(b"\xff\xd9", scan) if segments else -1
-    if segments is None or end < 0:
+    if segments is None:
+        return None
+    scan = segments[-1][1]
+    end = data.find(b"\xff\xd9", scan)
+    if end < 0:
         return None
     kept = b"".join(
         data[start:stop]
