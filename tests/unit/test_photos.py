@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageChops, ImageCms, ImageOps, ImageStat
 from pillow_heif import open_heif
@@ -299,8 +300,6 @@ def test_deep_grey_photos_come_out_levelled_whatever_range_their_samples_use(
 ) -> None:
     # A float TIFF may hold 0-1 or 0-255 and a 16-bit scan only 12 bits: each must show the
     # picture, not a black or washed-out frame.
-    import numpy as np
-
     grey = Image.open(CORPUS / "photos" / "ortho_intraoral_nikon_d90.jpg").convert("L").reduce(2)
     grey = ImageOps.autocontrast(grey)  # 0-255 used, so the levelled copy should match it
     samples = np.asarray(grey, dtype=np.float32) * scale

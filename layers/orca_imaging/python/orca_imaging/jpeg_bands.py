@@ -23,6 +23,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, TYPE_CHECKING, NamedTuple
 
+from orca_imaging.containers import segments_to_scan
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -101,7 +103,7 @@ def _in_memory_file() -> IO[bytes]:
     return tempfile.TemporaryFile()
 
 
-_SOF_BASELINE, _SOS, _DRI, _RST0, _EOI = 0xC0, 0xDA, 0xDD, 0xD0, b"\xff\xd9"
+_SOF_BASELINE, _DRI, _RST0, _EOI = 0xC0, 0xDD, 0xD0, b"\xff\xd9"
 # Every other start-of-frame marker: extended, progressive, lossless, arithmetic coding.
 _OTHER_SOF = set(range(0xC1, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -118,9 +120,9 @@ class _Coded(NamedTuple):
 
 def _joined(parts: list[bytes], height: int, band_rows: int) -> bytes | None:
     """The bands' scans under one header, or None where they are not bands of one JPEG."""
-    coded = [_coded(part) for part in parts]
-    first = coded[0]
-    if first is None or any(c is None or c.without_height() != first.without_height() for c in coded):
+    bands = [band for band in map(_coded, parts) if band is not None]
+    first = bands[0] if len(bands) == len(parts) else None
+    if first is None or any(band.without_height() != first.without_height() for band in bands[1:]):
         return None
     header, sof_at, sos_at = first.header, first.sof_at, first.sos_at
     mcu_width, mcu_height = _mcu(header, sof_at)
@@ -130,27 +132,23 @@ def _joined(parts: list[bytes], height: int, band_rows: int) -> bytes | None:
         return None
     out = bytearray(header[: sof_at + 5]) + height.to_bytes(2, "big") + header[sof_at + 7 : sos_at]
     out += bytes((0xFF, _DRI, 0, 4)) + interval.to_bytes(2, "big") + header[sos_at:] + first.scan
-    for index, band in enumerate(coded[1:]):
-        out += bytes((0xFF, _RST0 + index % 8)) + band.scan  # type: ignore[union-attr]
+    for index, band in enumerate(bands[1:]):
+        out += bytes((0xFF, _RST0 + index % 8)) + band.scan
     return bytes(out + _EOI)
 
 
 def _coded(jpeg: bytes) -> _Coded | None:
-    """A single-scan baseline JPEG's parts; None for anything else."""
-    if not (jpeg.startswith(b"\xff\xd8") and jpeg.endswith(_EOI)):
+    """A single-scan baseline JPEG's parts; None for anything else (another coding process,
+    or a restart interval of its own)."""
+    segments = segments_to_scan(jpeg)
+    if segments is None or not jpeg.endswith(_EOI):
         return None
-    at, sof_at = 2, None
-    while at + 4 <= len(jpeg) and jpeg[at] == 0xFF:
-        marker, length = jpeg[at + 1], int.from_bytes(jpeg[at + 2 : at + 4], "big")
-        if marker in _OTHER_SOF or marker == _DRI:
-            return None  # another coding process, or a restart interval of its own
-        if marker == _SOF_BASELINE:
-            sof_at = at
-        elif marker == _SOS:
-            end = at + 2 + length
-            return None if sof_at is None else _Coded(jpeg[:end], sof_at, at, jpeg[end:-2])
-        at += 2 + length
-    return None
+    markers = {marker for marker, _, _ in segments}
+    if _SOF_BASELINE not in markers or markers & _OTHER_SOF or _DRI in markers:
+        return None
+    sof_at = next(start for marker, start, _ in segments if marker == _SOF_BASELINE)
+    _, sos_at, scan_at = segments[-1]
+    return _Coded(jpeg[:scan_at], sof_at, sos_at, jpeg[scan_at:-2])
 
 
 def _mcu(header: bytes, sof_at: int) -> tuple[int, int]:

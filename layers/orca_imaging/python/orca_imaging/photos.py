@@ -1,8 +1,8 @@
 """Photos: validation, metadata and variants, from bytes to a `ProcessedPhoto`.
 
-A file is opened by its bytes with Pillow (and pillow-heif for HEIC/HEIF) and decoded in
-full, so a truncated file is caught; then its EXIF is read and its variants made. Pure:
-no AWS here.
+A file is first held to the end its container states (see `containers`), then opened by
+its bytes with Pillow (and pillow-heif for HEIC/HEIF) and decoded in full, so a file cut
+short or corrupt is caught; then its EXIF is read and its variants made. Pure: no AWS here.
 """
 
 from __future__ import annotations
@@ -104,8 +104,8 @@ def process_photo(
     small_ahead: Future[_Small] | None = None
     if large_jpeg and stripped is not None:
         # The full-size copy needs no pixels, so decode at reduced scale (DCT scaling):
-        # every entropy-coded byte is still decoded, so truncation and corruption are
-        # caught as in a full decode, for a fraction of the time and memory.
+        # every entropy-coded byte is still decoded, so corruption is caught as in a full
+        # decode (a cut, before it: see containers), for a fraction of the time and memory.
         image.draft(image.mode, preview_size(image.size))
     elif large_jpeg:
         # Its pixels must change (turned, or not sRGB). The small variants need nothing
