@@ -123,3 +123,12 @@ def test_a_turned_display_p3_full_size_in_bands_is_the_whole_turned_and_converte
     unconverted = np.asarray(Image.open(io.BytesIO(variants._encode(turned, variants.FULL_QUALITY))))
     assert not np.array_equal(expected, unconverted)  # so a band that lost its profile would show
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(full.data))), expected)
+
+
+def test_where_in_memory_files_are_forbidden_a_temporary_file_serves(monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(name: str) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(jpeg_bands.os, "memfd_create", forbidden)
+    image = noise(64, 64)
+    assert in_bands(image, 1) == pillows_own(image, None)
