@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from orca_imaging import spool as spool_module
 from orca_imaging.errors import SpoolFullError
 from orca_imaging.spool import Arrival, Spool
 
@@ -92,6 +93,22 @@ def test_an_object_written_as_it_arrives_is_kept_whole_after_its_arrival(tmp_pat
     (kept,) = spool.waiting()
     assert kept.arrival == arrival(1) and kept.object_bytes() == b"".join(pieces)
     assert partial_writes(tmp_path) == []
+
+
+def test_the_disk_starts_writing_each_pdus_worth_as_it_arrives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the last piece and the header are left to the fsync, even for a CT slice."""
+    started: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        spool_module, "_start_write_back", lambda _fd, offset, length: started.append((offset, length))
+    )
+    receiving = Spool(tmp_path, max_bytes=10 << 20).receive()
+    for size in (100_000, 100_000, 131_072, 50_000):  # PDUs as a device might cut them
+        receiving.write(os.urandom(size))
+    slot = spool_module._HEADER_SLOT_BYTES
+    assert started == [(slot, 200_000), (slot + 200_000, 131_072)]
+    receiving.keep(arrival(1))
 
 
 def test_an_object_discarded_or_whose_write_failed_leaves_nothing(
