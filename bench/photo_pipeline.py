@@ -17,11 +17,18 @@ skipped would be tens of levels off.
 Inputs: a 24 MP and a 12 MP JPEG made from the corpus's real 18 MP DSLR photo (resampled,
 its EXIF kept), the 24 MP one again with EXIF orientation 6 (pixels must turn, so no
 lossless full-size copy), and the corpus's real 12 MP iPhone HEIC. Run with `make bench`.
+
+Rounds: this machine is shared and a peer's own time moved by up to a fifth between runs,
+so each input is measured `ROUNDS` times, the three implementations in turn (their order
+rotating). The table gives the median time with its range, and each ratio as the median
+of the ratios within a round, where the three met the same machine; peak RSS is the
+highest of the rounds.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpus"
 RUNS = 5
+ROUNDS = 3
 
 WORKER = r"""
 import hashlib, io, json, resource, statistics, sys, time
@@ -160,13 +168,26 @@ def main() -> None:
         methods = ("ours", "naive", "vips")
         for label, path in inputs.items():
             previews = {m: Path(folder) / f"{path.stem}-{m}.jpg" for m in methods}
-            ours, naive, vips = (measure(path, m, previews[m]) for m in methods)
-            cells = [label, *(f"{r['median_s']:.2f} s" for r in (ours, naive, vips))]
-            cells += [f"{ours['median_s'] / peer['median_s']:.2f}x" for peer in (naive, vips)]
-            cells += [f"{r['peak_rss_mb']:.0f} MB" for r in (ours, naive, vips)]
+            rounds: list[dict[str, dict[str, float]]] = []
+            for round_ in range(ROUNDS):
+                order = methods[round_ % 3 :] + methods[: round_ % 3]
+                rounds.append({m: measure(path, m, previews[m]) for m in order})
+            times = {m: [r[m]["median_s"] for r in rounds] for m in methods}
+            cells = [label, *(_spread(times[m], "{:.2f}", " s") for m in methods)]
+            cells += [
+                _spread([o / p for o, p in zip(times["ours"], times[peer], strict=True)], "{:.2f}", "x")
+                for peer in ("naive", "vips")
+            ]
+            cells += [f"{max(r[m]['peak_rss_mb'] for r in rounds):.0f} MB" for m in methods]
             off = [difference(previews[m], previews["ours"]) for m in ("naive", "vips")]
             cells.append(", ".join(f"{d:.1f}" for d in off))
             print("| " + " | ".join(cells) + " |")
+
+
+def _spread(values: list[float], shown: str, unit: str) -> str:
+    """Median, and the range when the rounds differ: '0.51x (0.49-0.55)'."""
+    low, middle, high = (shown.format(v) for v in (min(values), statistics.median(values), max(values)))
+    return f"{middle}{unit}" if low == high else f"{middle}{unit} ({low}-{high})"
 
 
 if __name__ == "__main__":

@@ -95,19 +95,19 @@ def test_an_object_written_as_it_arrives_is_kept_whole_after_its_arrival(tmp_pat
     assert partial_writes(tmp_path) == []
 
 
-def test_the_disk_starts_writing_each_pdus_worth_as_it_arrives(
+def test_the_disk_starts_writing_as_the_object_arrives(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Only the last piece and the header are left to the fsync, even for a CT slice."""
+    """Only what came after the last full step, and the header, are left to the fsync."""
     started: list[tuple[int, int]] = []
     monkeypatch.setattr(
         spool_module, "_start_write_back", lambda _fd, offset, length: started.append((offset, length))
     )
+    step, slot = spool_module._WRITE_BACK_EVERY_BYTES, spool_module._HEADER_SLOT_BYTES
     receiving = Spool(tmp_path, max_bytes=10 << 20).receive()
-    for size in (100_000, 100_000, 131_072, 50_000):  # PDUs as a device might cut them
+    for size in (step // 2, step // 2 + 10, step - 20, 100):  # PDUs as a device might cut them
         receiving.write(os.urandom(size))
-    slot = spool_module._HEADER_SLOT_BYTES
-    assert started == [(slot, 200_000), (slot + 200_000, 131_072)]
+    assert started == [(slot, step + 10), (slot + step + 10, step + 80)]
     receiving.keep(arrival(1))
 
 
