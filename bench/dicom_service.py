@@ -7,7 +7,9 @@
 - Receivers:
   - ours: `services/dicom_scp/main.py` as Fargate runs it, its spool on this machine's disk
     with the fsync on the Success path, and the drainer writing to the local stack's S3
-    during the run; besides the senders' time, the time until the last object is in S3;
+    during the run; besides the senders' time, the time until the last object is in S3.
+    moto, standing in for S3 and DynamoDB in this process, yields the cores as the drain
+    does (niceness +10): in AWS those services cost the task no CPU;
   - dcmtk `storescp` tuned (`+B`, bit-preserving, no fsync);
   - Orthanc (Debian's), with its own storage on disk.
   Orthanc binds every interface, so everything runs inside a private network namespace
@@ -31,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -168,6 +171,18 @@ def orthanc(files: list[Path], senders: int, disk: Path) -> float:
     return peer([ORTHANC, str(folder / "orthanc.json")], port, folder, files, senders)
 
 
+def _stand_in_yields_cores(niceness: int = 10) -> None:
+    """moto, standing in for S3 and DynamoDB, serves the drain from threads of this process;
+    in AWS those services take none of the task's CPU. Its threads are lowered as the drain
+    is (the receivers are measured beside the drain's own work, not the stand-in's); this
+    thread, which starts the senders and the peers, is not. Linux keeps a priority per
+    thread, and moto's request threads take their creator's."""
+    this = threading.get_native_id()
+    for task in Path("/proc/self/task").iterdir():
+        if int(task.name) != this:
+            os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
+
+
 def inside() -> None:
     """In the private namespace: every receiver, every set, one sender and four, `ROUNDS` times."""
     from orca_imaging.local.stack import LocalStack, LocalStackConfig
@@ -183,6 +198,7 @@ def inside() -> None:
         try:
             for pump in stack.pumps:  # receiving and draining only: no ingest competing for the cores
                 pump.stop()
+            _stand_in_yields_cores()
             # Nor the S3 events ingest would consume: moto sends each to its queue in this
             # process, and walks every message waiting there to do it (it counts them), so
             # they took half of moto's CPU from the run, where AWS spends none of ours.
