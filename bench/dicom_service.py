@@ -127,7 +127,7 @@ def ours(stack: Any, files: list[Path], senders: int, disk: Path) -> tuple[float
         listed = s3.list_objects_v2(Bucket=bucket, Prefix=f"clinic/{clinic}/original/", MaxKeys=1000)
         if listed.get("KeyCount", 0) != len(files):
             raise AssertionError(f"{listed.get('KeyCount', 0)} of {len(files)} objects in S3")
-        # moto keeps objects this size in memory: twenty rounds of radiographs would be 30 GB.
+        # moto keeps objects this size in memory: all rounds of radiographs would be 16 GB.
         keys = [{"Key": o["Key"]} for o in listed["Contents"]]
         s3.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
         return acknowledged, in_s3
