@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from orca_imaging import repository
 from orca_imaging.dicom_service import echo
 from orca_imaging.dicom_task import DicomTask
-from orca_imaging.dicom_transport import shared_listener
+from orca_imaging.dicom_transport import LoadBoard, shared_listener
 from orca_imaging.observability import logger, metrics
 from orca_imaging.settings import ScpSettings, load
 
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 # In a private subnet, behind an NLB reachable only from the VPN.
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104
-RECEIVER, LISTENING = "--receiver", "--listening"
+RECEIVER, LISTENING, BOARD = "--receiver", "--listening", "--board"
 # A device waits for each Success before it sends its next object; S3 only waits for what
 # the spool already keeps safe. So when the cores are busy the receivers come first: this
 # process (the drainer and `/health`) runs at a lower CPU priority, and catches up when
@@ -61,8 +61,13 @@ def main(argv: list[str]) -> int:
     settings = load(ScpSettings)
     repository.bind_tables(settings)
     if RECEIVER in argv:
-        parent, descriptors = argv[argv.index(RECEIVER) + 1], argv[argv.index(LISTENING) + 1]
-        return receive(settings, parent=int(parent), descriptors=[int(d) for d in descriptors.split(",")])
+        given = {flag: argv[argv.index(flag) + 1] for flag in (RECEIVER, LISTENING, BOARD)}
+        return receive(
+            settings,
+            parent=int(given[RECEIVER]),
+            descriptors=[int(d) for d in given[LISTENING].split(",")],
+            board=LoadBoard.joined(given[BOARD]),
+        )
     return serve(settings)
 
 
@@ -74,10 +79,14 @@ def serve(settings: ScpSettings) -> int:
     ports = [settings.dicom_port, *([settings.tls_port] if settings.tls_certificate else [])]
     listening = [shared_listener(ALL_INTERFACES, port) for port in ports]
     descriptors = [listener.fileno() for listener in listening]
+    board = LoadBoard.create(count)  # where the receivers post their loads, to spread devices
     # The same command line, marked as a receiver of this process.
     command = [sys.executable, *sys.orig_argv[1:], RECEIVER, str(os.getpid())]
     command += [LISTENING, ",".join(map(str, descriptors))]
-    receivers = [subprocess.Popen(command, pass_fds=descriptors) for _ in range(count)]
+    receivers = [
+        subprocess.Popen([*command, BOARD, board.handed_to(slot)], pass_fds=[*descriptors, board.descriptor])
+        for slot in range(count)
+    ]
     for listener in listening:  # theirs alone: with every receiver gone, connections are refused
         listener.close()
     _yield_cores(DRAIN_NICENESS)  # after the receivers started: they keep the task's priority
@@ -110,7 +119,7 @@ def serve(settings: ScpSettings) -> int:
     return 0
 
 
-def receive(settings: ScpSettings, *, parent: int, descriptors: list[int]) -> int:
+def receive(settings: ScpSettings, *, parent: int, descriptors: list[int], board: LoadBoard) -> int:
     """A receiving process: receives only, on the listening sockets it inherited, and dies
     with the first one."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -119,7 +128,7 @@ def receive(settings: ScpSettings, *, parent: int, descriptors: list[int]) -> in
     stopping = _stop_on_signals()
     inherited = [socket.socket(fileno=descriptor) for descriptor in descriptors]
     listening = {listener.getsockname()[1]: listener for listener in inherited}
-    task = DicomTask(settings, host=ALL_INTERFACES, listening=listening, drains=False)
+    task = DicomTask(settings, host=ALL_INTERFACES, listening=listening, board=board, drains=False)
     task.start()
     threading.Thread(target=publish_metrics, args=(stopping,), name="metrics", daemon=True).start()
     stopping.wait()

@@ -14,9 +14,9 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 
-from orca_imaging import observability
+from orca_imaging import dicom_transport, observability
 from orca_imaging.dicom_service import DicomService, ServiceConfig
-from orca_imaging.dicom_transport import AssociationServer, shared_listener
+from orca_imaging.dicom_transport import AssociationServer, LoadBoard, shared_listener
 from orca_imaging.errors import DependencyError
 from orca_imaging.nodes import DicomNode
 from orca_imaging.spool import Spool
@@ -98,7 +98,7 @@ def test_a_connection_still_being_set_up_counts_toward_a_receivers_load(
 ) -> None:
     """Between its accept and its association's thread starting, a connection already counts:
     otherwise a burst of devices would all be accepted by the first process awake (see
-    `dicom_transport`: each process waits in proportion to its load before accepting)."""
+    `dicom_transport`: a process leaves a connection to one serving fewer)."""
     ae = AE()
     ae.add_supported_context(Verification)
     listener = shared_listener("127.0.0.1", 0)
@@ -127,4 +127,120 @@ def test_a_connection_still_being_set_up_counts_toward_a_receivers_load(
         go_on.set()
         accepted.close()
         device.close()
+        server.server_close()
+
+
+@pytest.fixture
+def two_receivers() -> tuple[LoadBoard, LoadBoard]:
+    """The board of a task with two receiving processes, as each of them holds it."""
+    board = LoadBoard.create(2)
+    return LoadBoard.joined(board.handed_to(0)), LoadBoard.joined(board.handed_to(1))
+
+
+def receiver_server(board: LoadBoard, load: int, monkeypatch: pytest.MonkeyPatch) -> AssociationServer:
+    ae = AE()
+    ae.add_supported_context(Verification)
+    server = ae.make_server(
+        ("127.0.0.1", 0),
+        server_class=AssociationServer,
+        listening=shared_listener("127.0.0.1", 0),
+        board=board,
+    )
+    assert isinstance(server, AssociationServer)
+    monkeypatch.setattr(server, "_load", lambda: load)
+    return server
+
+
+def waiting_for_turn(server: AssociationServer) -> threading.Thread:
+    waiting = threading.Thread(target=server._wait_for_turn)  # noqa: SLF001
+    waiting.start()
+    return waiting
+
+
+def test_a_receiver_leaves_a_connection_to_one_serving_fewer(
+    two_receivers: tuple[LoadBoard, LoadBoard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four devices at once on two busy cores: the process awake first must not take them
+    all while the other is still waiting to be scheduled."""
+    mine, other = two_receivers
+    monkeypatch.setattr(dicom_transport, "_PATIENCE_PER_ASSOCIATION_SECONDS", 60.0)
+    server = receiver_server(mine, 1, monkeypatch)
+    try:
+        waiting = waiting_for_turn(server)
+        waiting.join(0.2)
+        assert waiting.is_alive()  # the other serves none: the connection is its
+        other.add(1)  # it took the connection
+        waiting.join(5)
+        assert not waiting.is_alive()  # level again: either may take the next
+    finally:
+        server.server_close()
+
+
+def test_a_receiver_that_hangs_delays_the_others_only_so_long(
+    two_receivers: tuple[LoadBoard, LoadBoard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, other = two_receivers
+    monkeypatch.setattr(dicom_transport, "_PATIENCE_PER_ASSOCIATION_SECONDS", 0.05)
+    server = receiver_server(mine, 3, monkeypatch)  # the other at 0, and never more
+    try:
+        waiting = waiting_for_turn(server)
+        waiting.join(5)
+        assert not waiting.is_alive()
+    finally:
+        server.server_close()
+
+
+def test_a_lone_receiver_and_the_least_busy_one_accept_at_once(
+    two_receivers: tuple[LoadBoard, LoadBoard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dicom_transport, "_PATIENCE_PER_ASSOCIATION_SECONDS", 60.0)
+    mine, other = two_receivers
+    alone = LoadBoard.joined(LoadBoard.create(1).handed_to(0))
+    servers = [receiver_server(alone, 5, monkeypatch), receiver_server(mine, 2, monkeypatch)]
+    other.add(2)
+    try:
+        for server in servers:
+            waiting = waiting_for_turn(server)
+            waiting.join(5)
+            assert not waiting.is_alive()
+    finally:
+        for server in servers:
+            server.server_close()
+
+
+def test_each_association_is_on_the_board_until_it_is_over(
+    two_receivers: tuple[LoadBoard, LoadBoard],
+) -> None:
+    """Counted from its accept to its end, however it ends (here: released, and refused)."""
+    mine, other = two_receivers
+    ae = AE(ae_title="ORCA")
+    ae.add_supported_context(Verification)
+    ae.require_called_aet = True
+    listener = shared_listener("127.0.0.1", 0)
+    server = ae.make_server(("127.0.0.1", 0), server_class=AssociationServer, listening=listener, board=mine)
+    assert isinstance(server, AssociationServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def until(load: int) -> int:
+        deadline = time.monotonic() + 5
+        while other.least_of_others() != load and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return other.least_of_others()
+
+    device = AE(ae_title=DEVICE)
+    device.add_requested_context(Verification)
+    try:
+        first = device.associate(*listener.getsockname(), ae_title="ORCA")
+        second = device.associate(*listener.getsockname(), ae_title="ORCA")
+        assert first.is_established and second.is_established
+        assert until(2) == 2
+        first.release()
+        assert until(1) == 1
+        refused = device.associate(*listener.getsockname(), ae_title="NOT-ORCA")
+        assert refused.is_rejected
+        assert until(1) == 1  # counted while it was set up, off again once refused
+        second.release()
+        assert until(0) == 0
+    finally:
+        server.shutdown()
         server.server_close()

@@ -27,7 +27,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at impo
     Verification,
 )
 
-from orca_imaging.dicom_transport import AssociationServer, streamed
+from orca_imaging.dicom_transport import AssociationServer, LoadBoard, streamed
 from orca_imaging.errors import DependencyError, SpoolFullError
 from orca_imaging.nodes import DicomNode
 from orca_imaging.observability import logger, metrics
@@ -77,6 +77,8 @@ class ServiceConfig:
     # Listening sockets shared with the task's other processes, by port (see
     # dicom_transport.py); a port not here is opened by this service alone.
     listening: Mapping[int, socket.socket] = field(default_factory=dict)
+    # Where those processes post how many associations each serves, to spread connections.
+    board: LoadBoard | None = None
 
 
 class DicomService:
@@ -93,6 +95,8 @@ class DicomService:
         self.spool = spool
         self._nodes = nodes
         self._worklist = worklist
+        # How many associations this process serves: its plain and TLS servers count together.
+        self._board = config.board or LoadBoard.alone()
         self._server: AssociationServer | None = None
         self._tls_server: AssociationServer | None = None
         self._refused: set[int] = set()  # associations admitted by AE title but not by address
@@ -150,6 +154,7 @@ class DicomService:
             ssl_context=tls,
             server_class=AssociationServer,
             listening=self.config.listening.get(port),
+            board=self._board,
             receive_into=self.spool.receive,
         )
         assert isinstance(server, AssociationServer)

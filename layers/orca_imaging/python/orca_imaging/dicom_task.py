@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import socket
     from collections.abc import Mapping
 
+    from orca_imaging.dicom_transport import LoadBoard
     from orca_imaging.settings import ScpSettings
 
 
@@ -36,6 +37,7 @@ class DicomTask:
         receives: bool = True,
         drains: bool = True,
         listening: Mapping[int, socket.socket] | None = None,
+        board: LoadBoard | None = None,
     ) -> None:
         self.spool = Spool(settings.spool_dir, max_bytes=settings.spool_max_bytes)
         self.service: DicomService | None = None
@@ -50,6 +52,7 @@ class DicomTask:
                     tls=tls_context(settings),
                     tls_port=settings.tls_port,
                     listening=listening or {},
+                    board=board,
                 ),
                 self.spool,
                 nodes=repository.dicom_nodes,

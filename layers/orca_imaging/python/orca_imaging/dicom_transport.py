@@ -22,12 +22,20 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
 - **Several processes accept from one listening socket** (`shared_listener`, opened once
   and inherited by each): pynetdicom holds the GIL for most of a transfer, so one process
   uses one core however many devices send at once. Every process is woken by a new
-  connection, and each waits a moment per association it already serves (or is setting
-  up) before it accepts: the one serving fewest takes it, and the others' accepts find
-  nothing. So devices sending at once spread evenly over the processes. (With
-  `SO_REUSEPORT`, tried first, the kernel hashes each connection to a process: four
-  senders on two processes were split 3:1 or 4:0 more often than not, and a process that
-  hangs keeps being handed its share.)
+  connection. Each process keeps count, on a board all of them read (`LoadBoard`, shared
+  memory), of the connections it has accepted and not yet seen end, from the accept to the
+  association thread's last step; one serving more than another leaves the connection to
+  it: the one serving fewest takes it, and the others' accepts find nothing. So devices
+  connecting at once spread evenly over the processes. A process waits for a less busy one
+  only so long (`_PATIENCE_PER_ASSOCIATION_SECONDS`), so one that hangs does not stall
+  every device. (With `SO_REUSEPORT`, tried first, the kernel hashes each connection to a
+  process: four senders on two processes were split 3:1 or 4:0 more often than not, and a
+  process that hangs keeps being handed its share. Then each process waited 10 ms per
+  association it served before accepting, without knowing the others': on busy cores the
+  other was not always scheduled within that, and four PX senders were split 3:1 or 4:0 in
+  about one bench run in six, at half the rate. And counting pynetdicom's live association
+  threads plus those being set up counted a new one twice for a moment, long enough for
+  the other process to read it: one test run in eight split four devices 3:1.)
 - **A C-STORE's response is packed here** (`store_response`), not built as a pydicom
   dataset and encoded twice (once for its group length): ~0.35 ms of each store, ~7% of a
   CT slice's. Anything but the usual response (an error comment, an offending element, a
@@ -37,6 +45,8 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
 
 from __future__ import annotations
 
+import mmap
+import os
 import queue
 import select
 import socket
@@ -65,8 +75,11 @@ if TYPE_CHECKING:
 _IDLE_CHECK_SECONDS = 0.01
 # Connections waiting to be accepted by any process (socketserver's own default is 5).
 _SHARED_BACKLOG = 128
-# Longer than a busy process takes to get the GIL for its accept (5 ms switch interval).
-_ACCEPT_DELAY_PER_ASSOCIATION_SECONDS = 0.01
+# How long a process waits, per association it serves beyond the least busy one, for that
+# one to take a connection: ample for a process on busy cores to be scheduled, and short
+# enough that a device barely notices one that hangs.
+_PATIENCE_PER_ASSOCIATION_SECONDS = 0.1
+_PATIENCE_POLL_SECONDS = 0.001
 # A presentation data value's item length and context ID, and its header byte for the last
 # (here: only) fragment of a command (PS3.8 E.2).
 _PDV_HEADER_BYTES = 6
@@ -320,6 +333,16 @@ class _WakingDul(DULServiceProvider):
 
 
 class _StreamingAssociation(Association):
+    served_by: AssociationServer
+
+    def run(self) -> None:
+        """The association's thread: however it ends (refused, released, aborted, cut off),
+        its server counts it off once it is over."""
+        try:
+            super().run()
+        finally:
+            self.served_by.connection_over()
+
     def _run_reactor(self) -> None:
         """The established association's loop (`run_reactor` itself is bound before the class
         is swapped). It ends once the connection's thread is stopped; stores run on this
@@ -338,6 +361,9 @@ class _RequestHandler(RequestHandler):
     def _create_association(self) -> Any:
         association = super()._create_association()
         association.__class__ = _StreamingAssociation
+        assert isinstance(association, _StreamingAssociation)
+        association.served_by = self.server
+        self.server.association_made()
         # The parts pynetdicom made for this connection, with the changes above. Swapping the
         # class keeps their state (the socket is made once: a second would signal the
         # connection twice).
@@ -377,12 +403,15 @@ class AssociationServer(ThreadedAssociationServer):
         evt_handlers: Any = None,
         *,
         listening: socket.socket | None = None,
+        board: LoadBoard | None = None,
         receive_into: Callable[[], DatasetSink] | None = None,
     ) -> None:
         self.listening = listening  # read by server_bind and server_activate, which __init__ calls
+        # How many associations each process sharing `listening` serves; this one's alone if
+        # it shares nothing. One per process: its plain and TLS servers count together.
+        self.board = board or LoadBoard.alone()
         self.receive_into = receive_into
-        self._setting_up = 0  # connections accepted whose association thread has not started yet
-        self._setting_up_lock = threading.Lock()
+        self._handing_over = threading.local()  # on a connection's set-up thread
         super().__init__(
             ae, address, ae_title, contexts, ssl_context, evt_handlers, request_handler=_RequestHandler
         )
@@ -403,27 +432,45 @@ class AssociationServer(ThreadedAssociationServer):
         self.server_address = self.socket.getsockname()
 
     def get_request(self) -> tuple[socket.socket, Any]:
-        if self.listening is not None:  # least associations first (see the module's notes)
-            time.sleep(_ACCEPT_DELAY_PER_ASSOCIATION_SECONDS * self._load())
+        self._wait_for_turn()  # least associations first (see the module's notes)
         return cast("tuple[socket.socket, Any]", super().get_request())
 
+    def _wait_for_turn(self) -> None:
+        """Return when this process should try to accept: at once if none serves fewer;
+        otherwise once they have caught up (one took the connection), or at the end of its
+        patience."""
+        load = self._load()
+        beyond_least = load - self.board.least_of_others()
+        deadline = time.monotonic() + _PATIENCE_PER_ASSOCIATION_SECONDS * beyond_least
+        while self.board.least_of_others() < load and time.monotonic() < deadline:
+            time.sleep(_PATIENCE_POLL_SECONDS)
+
     def _load(self) -> int:
-        """Associations served, counting those still being set up: a burst of connections
-        (four devices at once) would otherwise all go to the first process awake, each
-        accepted before the last one's association thread had started."""
-        return len(self.ae.active_associations) + self._setting_up
+        """Connections this process has accepted and not yet seen end, whether their
+        association is set up yet or not: a burst of connections (four devices at once)
+        would otherwise all go to the first process awake, each accepted before the last
+        one's association thread had started."""
+        return self.board.mine()
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        with self._setting_up_lock:
-            self._setting_up += 1
+        self.board.add(1)  # before the next connection is looked at
         super().process_request(request, client_address)  # the association's set-up, on a thread
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
+        self._handing_over.done = False
         try:
             super().process_request_thread(request, client_address)  # returns once it has started
         finally:
-            with self._setting_up_lock:
-                self._setting_up -= 1
+            if not self._handing_over.done:  # no association was made of it: over here
+                self.connection_over()
+
+    def association_made(self) -> None:
+        """The connection's association exists, its thread about to start: from here it is
+        counted off when that thread ends (`_StreamingAssociation.run`)."""
+        self._handing_over.done = True
+
+    def connection_over(self) -> None:
+        self.board.add(-1)
 
     def server_activate(self) -> None:
         if self.listening is None:  # a shared socket is listening already
@@ -435,6 +482,56 @@ class AssociationServer(ThreadedAssociationServer):
         elif self.socket is not None:
             # Closed, never shut down: a shutdown ends accepting for every process sharing it.
             self.socket.close()
+
+
+class LoadBoard:
+    """How many associations each receiving process of a task serves, where all of them
+    read it: a slot of 4 bytes per process in memory they share (a memfd the first process
+    makes, inherited by each receiver like the listening sockets). Each process writes its
+    own slot only, under its own lock; an aligned 4-byte write is seen whole by the others."""
+
+    def __init__(self, memory: mmap.mmap, count: int, slot: int | None, descriptor: int = -1) -> None:
+        self.count, self.slot, self.descriptor = count, slot, descriptor
+        self._slots = memoryview(memory).cast("i")
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, count: int) -> LoadBoard:
+        """In the first process: a board for `count` receivers, all at 0."""
+        descriptor = os.memfd_create("orca-dicom-loads")
+        os.ftruncate(descriptor, count * _SLOT_BYTES)
+        return cls(mmap.mmap(descriptor, count * _SLOT_BYTES), count, None, descriptor)
+
+    def handed_to(self, slot: int) -> str:
+        """What receiver number `slot` is given on its command line (`joined`)."""
+        return f"{self.descriptor}:{self.count}:{slot}"
+
+    @classmethod
+    def joined(cls, handed: str) -> LoadBoard:
+        descriptor, count, slot = map(int, handed.split(":"))
+        return cls(mmap.mmap(descriptor, count * _SLOT_BYTES), count, slot)
+
+    @classmethod
+    def alone(cls) -> LoadBoard:
+        """For a process that shares its listening sockets with none."""
+        return cls(mmap.mmap(-1, _SLOT_BYTES), 1, 0)
+
+    def add(self, change: int) -> None:
+        assert self.slot is not None, "only a receiver counts"
+        with self._lock:  # its plain and TLS servers' threads change it
+            self._slots[self.slot] += change
+
+    def mine(self) -> int:
+        assert self.slot is not None, "only a receiver counts"
+        return int(self._slots[self.slot])
+
+    def least_of_others(self) -> int:
+        others = [self._slots[i] for i in range(self.count) if i != self.slot]
+        return min(others, default=_NO_OTHERS)
+
+
+_SLOT_BYTES = 4
+_NO_OTHERS = 1 << 30
 
 
 def shared_listener(host: str, port: int) -> socket.socket:
