@@ -77,7 +77,7 @@ class ServiceConfig:
     # Listening sockets shared with the task's other processes, by port (see
     # dicom_transport.py); a port not here is opened by this service alone.
     listening: Mapping[int, socket.socket] = field(default_factory=dict)
-    # Where those processes post how many associations each serves, to spread connections.
+    # Where those processes count the associations each serves, to spread connections.
     board: LoadBoard | None = None
 
 
