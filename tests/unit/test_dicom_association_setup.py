@@ -6,6 +6,7 @@ the moment it is accepted."""
 from __future__ import annotations
 
 import socket
+import socketserver
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -243,4 +244,22 @@ def test_each_association_is_on_the_board_until_it_is_over(
         assert until(0) == 0
     finally:
         server.shutdown()
+        server.server_close()
+
+
+def test_a_connection_whose_set_up_thread_cannot_start_is_not_left_counted(
+    two_receivers: tuple[LoadBoard, LoadBoard], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, _ = two_receivers
+    server = receiver_server(mine, 0, monkeypatch)
+
+    def no_thread(*_: Any) -> None:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(socketserver.ThreadingMixIn, "process_request", no_thread)
+    try:
+        with socket.socket() as request, pytest.raises(RuntimeError):
+            server.process_request(request, ("127.0.0.1", 1))
+        assert mine.mine() == 0
+    finally:
         server.server_close()

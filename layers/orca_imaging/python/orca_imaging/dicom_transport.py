@@ -454,7 +454,11 @@ class AssociationServer(ThreadedAssociationServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.board.add(1)  # before the next connection is looked at
-        super().process_request(request, client_address)  # the association's set-up, on a thread
+        try:
+            super().process_request(request, client_address)  # the association's set-up, on a thread
+        except BaseException:  # no thread to count it off (socketserver closes the connection)
+            self.connection_over()
+            raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         self._handing_over.done = False
