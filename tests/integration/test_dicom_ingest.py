@@ -3,11 +3,13 @@ exact patient matching, conflicts on one SOP Instance UID, broken objects beside
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import requests
+from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from orca_imaging.auth import Role
@@ -297,6 +299,35 @@ def test_an_enhanced_ct_is_ingested_as_its_own_volume(fresh_doctor: ApiClient) -
     assert (record["status"], record["category"]) == ("ACTIVE", "CBCT")
     assert record["volume"]["dimensions"] == {"columns": 32, "rows": 32, "slices": 30}
     assert {"axial", "coronal", "sagittal", "mip"} <= set(record["urls"])
+
+
+def half_the_pixels(data: bytes) -> bytes:
+    """The object with its pixel data cut to half, the element's length saying so: read
+    whole, but its frames cannot be decoded."""
+    dataset = dcmread(io.BytesIO(data))
+    dataset.PixelData = dataset.PixelData[: len(dataset.PixelData) // 2]
+    out = io.BytesIO()
+    dataset.save_as(out)
+    return out.getvalue()
+
+
+def test_volumes_with_pixels_that_cannot_be_decoded_are_kept_and_built_from_what_can(
+    fresh_doctor: ApiClient,
+) -> None:
+    series = cbct_series(slices=12, size=32, expected=True)
+    series[5] = half_the_pixels(series[5])
+    files = {"enhanced.dcm": half_the_pixels(enhanced_ct(frames=10, size=32))}
+    files |= {f"slice-{n:02d}": data for n, data in enumerate(series)}
+    batch = dicom_batch(fresh_doctor, files, patientId="pat_1")
+    assert batch["view"]["status"] == "COMPLETED", batch["view"]["errors"]
+    enhanced = fresh_doctor.get(f"/images/{batch['targets'][0]['imageId']}").json()
+    assert enhanced["status"] == "ACTIVE" and "volume" not in enhanced
+    assert enhanced["previewUnavailable"] == "pixel data could not be decoded: ValueError"
+    # The slice that cannot be decoded is kept, and its volume is built without it.
+    a_slice = fresh_doctor.get(f"/images/{batch['targets'][1]['imageId']}").json()
+    volume = fresh_doctor.get(f"/images/{a_slice['volumeId']}").json()
+    assert volume["status"] == "ACTIVE" and volume["volume"]["dimensions"]["slices"] == 11
+    assert volume["warnings"] == ["slices_unreadable:1"] and volume["volume"]["gaps"] == 0
 
 
 def test_a_study_with_a_dose_report_is_counted_by_its_report(fresh_doctor: ApiClient) -> None:

@@ -4,20 +4,29 @@ codes, dose, previews wherever a decoder can decode, and every broken object's r
 from __future__ import annotations
 
 import io
+import random
+import struct
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PIL import Image
 from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import RLELossless, SecondaryCaptureImageStorage, generate_uid
 
 from orca_imaging import dicom
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.models import ImageCategory
 from tests.conftest import CORPUS, corpus_files
 from tests.fixtures.dental_dicom import dental_object
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 DICOM_FILES = corpus_files("dicom")
 
@@ -206,3 +215,107 @@ def test_a_few_frames_are_shown_side_by_side_and_many_by_the_middle_one() -> Non
     many = frames(9)
     preview = dicom.render_preview(many, dicom.read_dicom(many))
     assert {v.name: (v.width, v.height) for v in preview.variants}["preview.jpg"] == (30, 40)
+
+
+def ingest_steps(data: bytes) -> FileRejectedError | None:
+    """Every step the ingest takes with an object's bytes; its rejection, if it is rejected."""
+    try:
+        dataset = dicom.read_dicom(data)
+    except FileRejectedError as rejection:
+        return rejection
+    dicom.describe(dataset)
+    dicom.categorise(dataset)
+    dicom.patient_of(dataset)
+    dicom.capture_time(dataset)
+    dicom.radiation_dose(dataset)
+    dicom.dicom_json(dataset)
+    dicom.render_preview(data, dataset)
+    return None
+
+
+def damaged_copies(original: bytes, seed: str) -> Iterator[bytes]:
+    """The object cut at a few points, and with a few bytes changed at random places (in
+    its first 4 KiB, where the header is, or anywhere), the same copies in every run."""
+    for kept in (0.01, 0.05, 0.2, 0.5, 0.8, 0.99):
+        yield original[: max(1, int(len(original) * kept))]
+    chance = random.Random(seed)
+    for _ in range(12):
+        copy = bytearray(original)
+        region = len(copy) if chance.random() < 0.5 else min(len(copy), 4096)
+        for _ in range(chance.randint(1, 12)):
+            copy[chance.randrange(region)] = chance.randrange(256)
+        yield bytes(copy)
+
+
+BAD_FILES = [p for p in corpus_files("bad") if p.suffix == ".dcm"]
+
+
+@pytest.mark.parametrize("path", DICOM_FILES + BAD_FILES, ids=lambda p: p.name)
+def test_a_damaged_object_is_taken_in_or_rejected_with_a_reason_never_crashes(path: Path) -> None:
+    # Anything else escaping a step would fail the delivery again and again, to the
+    # dead-letter queue, with no reason on the record. This sweep found five ways it did:
+    # a cut inside an element's tag or length, a deflated body cut short, an unknown VR, a
+    # length its VR cannot have, and a panic in the RLE decoder (a BaseException).
+    reasons = {"truncated", "not_dicom", "invalid_dicom"}
+    for data in damaged_copies(path.read_bytes(), path.name):
+        rejection = ingest_steps(data)
+        assert rejection is None or (rejection.reason in reasons and rejection.message)
+
+
+def with_vr(data: bytes, tag: tuple[int, int], vr: bytes, new_vr: bytes) -> bytes:
+    """The explicit-VR file with one element's VR bytes replaced."""
+    header = struct.pack("<HH", *tag) + vr
+    assert data.count(header) == 1
+    return data.replace(header, struct.pack("<HH", *tag) + new_vr)
+
+
+def test_a_standard_element_that_cannot_be_read_rejects_the_object_by_its_tag() -> None:
+    data = with_vr(dental_object("PX", rows=20, columns=30), (0x0008, 0x0060), b"CS", b"C9")
+    with pytest.raises(FileRejectedError) as caught:
+        dicom.read_dicom(data)
+    assert caught.value.reason == "invalid_dicom" and "(0008,0060)" in caught.value.message
+
+
+def test_a_private_element_that_cannot_be_read_is_left_out_and_the_object_taken_in() -> None:
+    with_private = dcmread(io.BytesIO(dental_object("PX", rows=20, columns=30)))
+    with_private.add_new(0x00090010, "LO", "ORCA TEST")  # the private block's creator
+    with_private.add_new(0x00091010, "LO", "vendor's own")
+    out = io.BytesIO()
+    with_private.save_as(out)
+    data = with_vr(out.getvalue(), (0x0009, 0x1010), b"LO", b"Q7")
+    dataset = dicom.read_dicom(data)
+    assert 0x00091010 not in dataset and dataset[0x00090010].value == "ORCA TEST"
+    assert "00091010" not in dicom.dicom_json(dataset) and dicom.render_preview(data, dataset).variants
+
+
+def rle_object(segments: list[bytes], *, size: int = 8) -> bytes:
+    """A 16-bit RLE Lossless object (PS3.5 G): one frame of two byte segments."""
+    offsets = [64 + sum(len(s) for s in segments[:n]) for n in range(len(segments))]
+    header = struct.pack("<16I", len(segments), *offsets, *[0] * (15 - len(segments)))
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = RLELossless
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.Rows, ds.Columns = "OT", size, size
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = encapsulate([header + b"".join(segments)])
+    ds["PixelData"].VR = "OB"
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def test_rle_runs_past_the_frame_keep_the_object_without_a_preview() -> None:
+    fill = bytes([0x81, 7])  # one byte repeated 128 times: one segment's 64 bytes, twice over
+    literal = bytes([63]) + bytes(64)  # 64 bytes as they are: one segment exactly
+    sound = rle_object([literal, literal])
+    assert dicom.render_preview(sound, dicom.read_dicom(sound)).variants
+    # pylibjpeg-rle panics writing past the frame: a BaseException, not an Exception.
+    overrun = rle_object([literal, fill * 3])
+    preview = dicom.render_preview(overrun, dicom.read_dicom(overrun))
+    assert preview.variants == []
+    assert preview.unavailable == "pixel data could not be decoded: the decoder panicked"

@@ -360,3 +360,23 @@ def test_a_tiff_whose_structure_cannot_be_read_is_corrupt_not_an_unknown_format(
     with pytest.raises(FileRejectedError) as rejected:
         process_photo(data[:-1], UPLOADED)
     assert rejected.value.reason == "corrupt_image"
+
+
+@pytest.mark.parametrize("size", [(1200, 800), (2400, 1600)])  # decoded whole; at reduced scale
+def test_a_turned_photo_whose_exif_cannot_be_written_back_comes_out_upright(size: tuple[int, int]) -> None:
+    # A damaged tag id: the Artist's text now under PhotometricInterpretation, a number
+    # (from a real Canon file, one byte off). Pillow reads it, but cannot write the block
+    # back, as `ImageOps.exif_transpose` does when it resets the orientation.
+    exif = Image.Exif()
+    exif[0x0112], exif[0x013B] = 6, "x"
+    block = exif.tobytes()
+    artist = b"\x01\x3b\x00\x02"  # tag 0x013B, type ASCII (Pillow writes big-endian)
+    assert block.count(artist) == 1
+    damaged = block.replace(artist, b"\x01\x06\x00\x02")
+    out = io.BytesIO()
+    Image.new("RGB", size, (200, 120, 40)).save(out, "JPEG", quality=90, exif=damaged)
+    photo = process_photo(out.getvalue(), UPLOADED)
+    assert (photo.width, photo.height) == size[::-1]
+    for name in ("thumb.jpg", "preview.jpg", "full.jpg"):
+        image = variant(photo, name)
+        assert image.height > image.width and not image.getexif(), name

@@ -4,13 +4,16 @@ and duplicates found, and the planes show the phantom the right way up."""
 from __future__ import annotations
 
 import io
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from orca_imaging import volumes
+from orca_imaging import cbct, volumes
 from orca_imaging.dicom import read_dicom
+from orca_imaging.errors import DependencyError, FileRejectedError
+from orca_imaging.models import ImageModel
 from orca_imaging.volumes import PlaneBuilder, SlicePlacement, order
 from tests.fixtures.dental_dicom import cbct_series, enhanced_ct, phantom
 
@@ -82,3 +85,27 @@ def test_a_200_slice_series_sent_shuffled_is_built_in_order() -> None:
         values, _ = volumes.slice_values(files[int(key)])
         builder.add(index, values)
     assert np.array_equal(builder.plane(1), phantom(32, 200)[:, :, 16])
+
+
+def test_a_volume_that_fails_to_build_does_not_hold_up_the_ones_after_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The sweep goes through the quiet series oldest first: one that raised something other
+    # than a rejection would otherwise stop every sweep at the same place.
+    quiet = [ImageModel(clinic_id="clinic-1", image_id=f"vol_{n}") for n in range(3)]
+    built, closed = [], []
+
+    def build(volume: ImageModel, **_: object) -> None:
+        if volume.image_id == "vol_0":
+            raise DependencyError("reading a CBCT slice failed")
+        if volume.image_id == "vol_1":
+            raise FileRejectedError("invalid_dicom", "none of the series' slices could be read")
+        built.append(volume.image_id)
+
+    monkeypatch.setattr(cbct.repository, "quiet_open_series", lambda *_: iter(quiet))
+    monkeypatch.setattr(cbct.repository, "close_series", closed.append)
+    monkeypatch.setattr(cbct, "build_series", build)
+    settings = SimpleNamespace(series_stable_seconds=60)
+    assert cbct.sweep(s3=None, settings=settings) == 1
+    # The rejected one is closed for good; the one that failed stays open for the next sweep.
+    assert built == ["vol_2"] and [v.image_id for v in closed] == ["vol_1"]

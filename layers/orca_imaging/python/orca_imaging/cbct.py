@@ -100,17 +100,34 @@ def build_series(volume: ImageModel, *, s3: S3Client, settings: ConsumerSettings
     builder = volumes.PlaneBuilder(len(ordered.keys))
     first: Dataset | None = None
     window = None
+    unreadable = 0
     for index, image_id in enumerate(ordered.keys):
         slice_image = repository.find_image(volume.clinic_id, image_id)
         if slice_image is None or not slice_image.storage_key:
             continue
-        values, dataset = volumes.slice_values(_read(s3, settings, slice_image))
+        try:
+            values, dataset = volumes.slice_values(_read(s3, settings, slice_image))
+        except FileRejectedError as e:  # a gap in the planes, as for a slice that never came
+            logger.warning("slice left out of its volume", extra={"slice_id": image_id, "reason": e.reason})
+            metrics.add_metric(name="VolumeSlicesUnreadable", unit="Count", value=1)
+            unreadable += 1
+            continue
         if first is None:
             first, window = dataset, volumes.window_of(dataset)
         builder.add(index, values)
     if first is None:
         raise FileRejectedError("invalid_dicom", "none of the series' slices could be read")
-    _finish(volume, builder, ordered, first, window, s3=s3, settings=settings, complete_by=complete_by)
+    _finish(
+        volume,
+        builder,
+        ordered,
+        first,
+        window,
+        s3=s3,
+        settings=settings,
+        complete_by=complete_by,
+        unreadable=unreadable,
+    )
 
 
 def build_enhanced(data: bytes, dataset: Dataset) -> tuple[dict[str, Any], list[Any]]:
@@ -152,7 +169,10 @@ def _finish(
     s3: S3Client,
     settings: ConsumerSettings,
     complete_by: str,
+    unreadable: int = 0,
 ) -> None:
+    """The volume record finished: planes stored, the summary written, and a warning for
+    each way the slices fell short (missing, sent twice, or kept but not decodable)."""
     from orca_imaging.pipeline import store_variants  # the pipeline imports this module
 
     keys = store_variants(s3, settings, volume, volumes.plane_variants(builder.pictures(window)))
@@ -171,7 +191,7 @@ def _finish(
         variant_keys=keys,
         thumbnail_key=keys["thumb"],
         preview_key=keys["preview"],
-        warnings=[w for w in (_gap_warning(ordered), _duplicate_warning(ordered)) if w] or None,
+        warnings=[w for w in (*_slice_warnings(ordered), _unreadable_warning(unreadable)) if w] or None,
         series_open_key=None,
         last_slice_at_key=None,
     )
@@ -179,12 +199,15 @@ def _finish(
     logger.info("volume built", extra={"volume_id": volume.image_id, "slices": builder.count})
 
 
-def _gap_warning(ordered: volumes.Order) -> str | None:
-    return f"slices_missing:{ordered.gaps}" if ordered.gaps else None
+def _slice_warnings(ordered: volumes.Order) -> tuple[str | None, str | None]:
+    return (
+        f"slices_missing:{ordered.gaps}" if ordered.gaps else None,
+        f"slices_duplicated:{ordered.duplicates}" if ordered.duplicates else None,
+    )
 
 
-def _duplicate_warning(ordered: volumes.Order) -> str | None:
-    return f"slices_duplicated:{ordered.duplicates}" if ordered.duplicates else None
+def _unreadable_warning(unreadable: int) -> str | None:
+    return f"slices_unreadable:{unreadable}" if unreadable else None
 
 
 def sweep(
@@ -205,4 +228,7 @@ def sweep(
             logger.warning("volume could not be built", extra={"reason": e.reason})
             metrics.add_metric(name="VolumesFailed", unit="Count", value=1)
             repository.close_series(volume)
+        except Exception:  # noqa: BLE001  # left open for the next sweep; the volumes after it go on
+            logger.exception("volume build failed; retried at the next sweep")
+            metrics.add_metric(name="VolumeBuildErrors", unit="Count", value=1)
     return built

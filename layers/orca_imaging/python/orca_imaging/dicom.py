@@ -12,7 +12,10 @@ from __future__ import annotations
 import io
 import logging
 import math
+import struct
 import warnings
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any, cast
@@ -22,7 +25,7 @@ from PIL import Image
 from pydicom import config, dcmread
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
@@ -34,6 +37,8 @@ from orca_imaging.variants import PREVIEW_PX, Variant, small_variants
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from pydicom.tag import BaseTag
 
 # Devices write many small oddities (a UID with a leading zero, a DS with too many digits);
 # the object is judged here, by what matters, not by pydicom's warning per value.
@@ -50,16 +55,30 @@ _UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
 def read_dicom(data: bytes) -> Dataset:
-    """The dataset, or FileRejectedError: `not_dicom`, `invalid_dicom` or `truncated`."""
+    """The dataset, or FileRejectedError: `not_dicom`, `invalid_dicom` or `truncated`.
+
+    Every element but the deferred large ones is read here, so an object with an element
+    that cannot be read (a VR no standard knows, a length its VR cannot have) is rejected
+    with that element's tag, rather than failing later in whatever first touches it."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pydicom warns on every oddity; we judge below
             # Values over the threshold (pixel data, above all) are not read now: metadata
             # costs the same for a 16x16 slice and a 200 MB volume. They are read on access.
             dataset = dcmread(io.BytesIO(data), force=True, defer_size=DEFER_BYTES)
+    except struct.error as e:  # pydicom unpacks a tag or a length from fewer bytes than it needs
+        raise FileRejectedError("truncated", "the file ends inside an element's tag or length") from e
+    except zlib.error as e:
+        if "truncated" in str(e) or "incomplete" in str(e):
+            raise FileRejectedError("truncated", "the deflated dataset ends early") from e
+        raise FileRejectedError("invalid_dicom", "the deflated dataset cannot be inflated") from e
+    except BytesLengthException as e:  # its message quotes the value: not passed on
+        raise FileRejectedError(
+            "invalid_dicom", "an element of the file meta group has a length its VR cannot have"
+        ) from e
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, NotImplementedError) as e:
         raise FileRejectedError("not_dicom", "the file is not a DICOM object") from e
-    missing = [name for name in ("SOPClassUID", "SOPInstanceUID") if not _text(dataset.get(name))]
+    missing = [name for name in ("SOPClassUID", "SOPInstanceUID") if _absent(dataset, name)]
     if missing:
         raise FileRejectedError(
             "not_dicom" if len(missing) == 2 else "invalid_dicom",
@@ -75,7 +94,45 @@ def read_dicom(data: bytes) -> Dataset:
                     f"the file ends inside element {tag}: it holds {len(data) - element.value_tell} "
                     f"of its {element.length} bytes",
                 )
+    unreadable = _unreadable_element(dataset)
+    if unreadable is not None:
+        raise FileRejectedError("invalid_dicom", f"element {unreadable} cannot be read as its VR says")
     return dataset
+
+
+def _absent(dataset: Dataset, keyword: str) -> bool:
+    """Whether the element is missing or empty. One that is there but cannot be read is
+    not absent: `_unreadable_element` names it."""
+    try:
+        return not _text(dataset.get(keyword))
+    except Exception:  # noqa: BLE001  # whatever pydicom raises converting it
+        return False
+
+
+def _unreadable_element(dataset: Dataset) -> BaseTag | None:
+    """The first standard element, in items of sequences too, whose value pydicom cannot
+    convert. A private one that cannot be read is dropped from the dataset, not the file:
+    vendors write their own elements loosely, and none of ours reads them. Deferred values
+    (large, not sequences) are left for whatever reads them: pixel data is judged by the
+    preview, which keeps the object when it cannot be decoded."""
+    for tag, raw in list(dataset._dict.items()):
+        if isinstance(raw, RawDataElement) and raw.value is None and raw.length and raw.VR != "SQ":
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                element = dataset[tag]
+        except Exception:  # noqa: BLE001  # NotImplementedError, BytesLengthException, struct.error, ...
+            if not tag.is_private:
+                return tag
+            del dataset[tag]
+            continue
+        if element.VR == "SQ":
+            for item in element.value:
+                unreadable = _unreadable_element(item)
+                if unreadable is not None:
+                    return unreadable
+    return None
 
 
 def _transfer_syntax(dataset: Dataset) -> str | None:
@@ -462,7 +519,7 @@ def render_preview(data: bytes, dataset: Dataset) -> Preview:
     frames = _get(dataset, "NumberOfFrames")
     count = int(frames) if isinstance(frames, int) and frames > 1 else 1
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), pixels_decoded():
             warnings.simplefilter("ignore")
             native = _native_grey(dataset) if count == 1 else None
             if native is not None:
@@ -475,9 +532,32 @@ def render_preview(data: bytes, dataset: Dataset) -> Preview:
                 )
             else:
                 image = _to_picture(pixel_array(io.BytesIO(data), index=count // 2), dataset)
-    except Exception as e:  # any decoder failure: the object stays, its preview does not
-        return Preview([], f"pixel data could not be decoded: {type(e).__name__}")
+    except FileRejectedError as e:  # the object stays, its preview does not
+        return Preview([], e.message)
     return Preview(small_variants(image), None)
+
+
+@contextmanager
+def pixels_decoded() -> Iterator[None]:
+    """Any failure of a pixel decoder inside becomes FileRejectedError `undecodable_pixels`.
+
+    Decoders fail in many ways (ValueError, RuntimeError from pylibjpeg, ...), and one written
+    in Rust (pylibjpeg-rle) panics on some damaged data with pyo3's PanicException, which is
+    a BaseException so that `except Exception` lets it through, killing a whole Lambda batch."""
+    try:
+        yield
+    except FileRejectedError:
+        raise
+    except Exception as e:  # noqa: BLE001
+        raise _undecodable(type(e).__name__) from e
+    except BaseException as e:
+        if type(e).__name__ != "PanicException":
+            raise  # KeyboardInterrupt, SystemExit, GeneratorExit
+        raise _undecodable("the decoder panicked") from e
+
+
+def _undecodable(why: str) -> FileRejectedError:
+    return FileRejectedError("undecodable_pixels", f"pixel data could not be decoded: {why}")
 
 
 def _mosaic(tiles: list[Image.Image]) -> Image.Image:

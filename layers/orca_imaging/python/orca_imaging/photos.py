@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError, _imaging
+from PIL import Image, UnidentifiedImageError, _imaging
 
 from orca_imaging.containers import cut_short
 from orca_imaging.errors import FileRejectedError
@@ -29,11 +29,13 @@ from orca_imaging.variants import (
     Variant,
     full_resolution,
     keeps_compressed_data,
+    orientation_of,
     preview_size,
     small_variants,
     small_variants_of_jpeg,
     strip_jpeg_metadata,
     to_srgb,
+    upright,
 )
 
 if TYPE_CHECKING:
@@ -97,7 +99,7 @@ def process_photo(
         raise FileRejectedError("truncated", "the end of the image is missing (the file was cut short)")
     image = _open(data)
     limits.check_dimensions(image.width, image.height)
-    stored_size, orientation = image.size, _orientation(image)
+    stored_size, orientation = image.size, orientation_of(image)
     stripped = strip_jpeg_metadata(data) if keeps_compressed_data(image, orientation) else None
     large_jpeg = image.format == "JPEG" and max(image.size) > 2 * PREVIEW_PX
     pixels = image.width * image.height
@@ -130,15 +132,15 @@ def process_photo(
         with _undecodable_rejected():
             small = small_ahead.result()
     else:
-        upright = image
+        displayed = image
         if orientation != 1:
-            upright = ImageOps.exif_transpose(image, in_place=False)
+            displayed = upright(image, orientation)
             image.close()  # frees the stored orientation's pixels: peak memory is one full frame less
-        if upright.mode not in ("RGB", "L"):  # CMYK, palette, alpha, 16-bit: once, for all three
-            upright = to_srgb(upright)
+        if displayed.mode not in ("RGB", "L"):  # CMYK, palette, alpha, 16-bit: once, for all three
+            displayed = to_srgb(displayed)
         # The small variants from these pixels, beside the full size's colour and encode.
-        small_ahead = _SECOND_CORE.submit(_scored, small_variants, upright, pixels)
-        full = full_resolution(upright)
+        small_ahead = _SECOND_CORE.submit(_scored, small_variants, displayed, pixels)
+        full = full_resolution(displayed)
         small = small_ahead.result()
     width, height = stored_size[::-1] if orientation in QUARTER_TURNS else stored_size
     return ProcessedPhoto(
@@ -172,14 +174,6 @@ def _scored(make: Callable[[_Source], list[Variant]], source: _Source, pixels: i
     image = Image.open(io.BytesIO(preview.data))
     quality = assess(image, pixels=pixels)
     return _Small(variants, quality, None if "no_detail" in quality.notes else dhash(image))
-
-
-def _orientation(image: Image.Image) -> int:
-    try:
-        value = image.getexif().get(0x0112)
-    except Exception:  # damaged EXIF: taken as upright, and flagged by exif_damage
-        return 1
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _open(data: bytes) -> Image.Image:

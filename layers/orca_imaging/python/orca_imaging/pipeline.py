@@ -141,10 +141,14 @@ def _process_dicom(
     category, code = dicom.categorise(dataset, rules + dicom.CATEGORY_RULES)
     uids, geometry = summary["uids"], summary["geometry"]
     volume_fields: dict[str, Any] = {}
+    variants: list[Variant] = []
+    preview_unavailable: str | None = None
     if category == ImageCategory.CBCT and (geometry.get("frames") or 1) > 1:
         # An enhanced (multi-frame) CT is a whole volume in one object.
-        volume_fields, variants = cbct.build_enhanced(stored.body, dataset)
-        preview_unavailable = None
+        try:
+            volume_fields, variants = cbct.build_enhanced(stored.body, dataset)
+        except FileRejectedError as e:  # frames that cannot be decoded: kept, without planes
+            preview_unavailable = e.message
     else:
         preview = dicom.render_preview(stored.body, dataset)
         variants, preview_unavailable = preview.variants, preview.unavailable

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import IO
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms
 
 from orca_imaging.containers import segments_to_scan
 from orca_imaging.jpeg_bands import encode_in_bands, encoded
@@ -158,6 +158,22 @@ _UPRIGHT = {
 QUARTER_TURNS = {5, 6, 7, 8}
 
 
+def orientation_of(image: Image.Image) -> int:
+    """The EXIF orientation, 1 (upright) when it is missing, out of range or unreadable."""
+    try:
+        value = image.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001  # damaged EXIF: taken as upright (photos flags it)
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def upright(stored: Image.Image, orientation: int) -> Image.Image:
+    """The picture as displayed. Unlike `ImageOps.exif_transpose` it leaves the EXIF alone:
+    that writes the block back with the orientation reset, and a damaged block cannot be
+    written (variants carry no metadata anyway)."""
+    return stored.transpose(_UPRIGHT[orientation]) if orientation in _UPRIGHT else stored
+
+
 def upright_rows(stored: Image.Image, orientation: int, top: int, bottom: int) -> Image.Image:
     """Rows `top` to `bottom` of the picture as displayed, from its stored pixels: the part
     of the stored frame they come from (a band of rows, or of columns for a quarter turn),
@@ -212,4 +228,4 @@ def small_variants_of_jpeg(original: bytes) -> list[Variant]:
     cheaper than resampling the full-size pixels down, and needing nothing from them."""
     image = Image.open(io.BytesIO(original))
     image.draft("RGB" if image.mode != "L" else "L", preview_size(image.size))
-    return small_variants(ImageOps.exif_transpose(image) or image)
+    return small_variants(upright(image, orientation_of(image)))

@@ -25,7 +25,7 @@ from pydicom import dcmread
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.pixels.utils import iter_pixels
 
-from orca_imaging.dicom import auto_window, eight_bits
+from orca_imaging.dicom import auto_window, eight_bits, pixels_decoded
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.variants import Variant, small_variants
 
@@ -170,16 +170,18 @@ def window_of(dataset: Dataset) -> tuple[float, float] | None:
 
 
 def slice_values(data: bytes) -> tuple[np.ndarray, Dataset]:
-    """One single-frame slice's rescaled values (e.g. Hounsfield units) and its header."""
-    with warnings.catch_warnings():
+    """One single-frame slice's rescaled values (e.g. Hounsfield units) and its header;
+    FileRejectedError `undecodable_pixels` when its pixel data cannot be decoded."""
+    with warnings.catch_warnings(), pixels_decoded():
         warnings.simplefilter("ignore")
         dataset = dcmread(io.BytesIO(data), force=True)
         return apply_modality_lut(dataset.pixel_array, dataset).astype(np.float32), dataset
 
 
 def enhanced_frames(data: bytes) -> Iterator[tuple[int, np.ndarray]]:
-    """Each frame of an enhanced multi-frame CT, decoded one at a time, rescaled."""
-    with warnings.catch_warnings():
+    """Each frame of an enhanced multi-frame CT, decoded one at a time, rescaled;
+    FileRejectedError `undecodable_pixels` when one cannot be decoded."""
+    with warnings.catch_warnings(), pixels_decoded():
         warnings.simplefilter("ignore")
         dataset = dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
         for index, frame in enumerate(iter_pixels(io.BytesIO(data))):
