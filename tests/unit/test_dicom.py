@@ -4,12 +4,10 @@ codes, dose, previews wherever a decoder can decode, and every broken object's r
 from __future__ import annotations
 
 import io
-import random
 import struct
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -22,11 +20,8 @@ from pydicom.uid import RLELossless, SecondaryCaptureImageStorage, generate_uid
 from orca_imaging import dicom
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.models import ImageCategory
-from tests.conftest import CORPUS, corpus_files
+from tests.conftest import CORPUS, corpus_files, damaged_copies
 from tests.fixtures.dental_dicom import dental_object
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 DICOM_FILES = corpus_files("dicom")
 
@@ -231,20 +226,6 @@ def ingest_steps(data: bytes) -> FileRejectedError | None:
     dicom.dicom_json(dataset)
     dicom.render_preview(data, dataset)
     return None
-
-
-def damaged_copies(original: bytes, seed: str) -> Iterator[bytes]:
-    """The object cut at a few points, and with a few bytes changed at random places (in
-    its first 4 KiB, where the header is, or anywhere), the same copies in every run."""
-    for kept in (0.01, 0.05, 0.2, 0.5, 0.8, 0.99):
-        yield original[: max(1, int(len(original) * kept))]
-    chance = random.Random(seed)
-    for _ in range(12):
-        copy = bytearray(original)
-        region = len(copy) if chance.random() < 0.5 else min(len(copy), 4096)
-        for _ in range(chance.randint(1, 12)):
-            copy[chance.randrange(region)] = chance.randrange(256)
-        yield bytes(copy)
 
 
 BAD_FILES = [p for p in corpus_files("bad") if p.suffix == ".dcm"]

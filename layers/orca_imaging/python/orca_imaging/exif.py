@@ -41,6 +41,11 @@ class ExifFields:
     full: dict[str, Any] = field(default_factory=dict)
 
 
+# Cameras stop at 1/32000 s; anything far faster is a damaged value (and 1/x of the
+# smallest floats overflows).
+_FASTEST_SHUTTER_SECONDS = 1e-6
+
+
 def _text(value: Any) -> str | None:
     if value is None:
         return None
@@ -60,7 +65,7 @@ def _number(value: Any) -> float | None:
 
 def _shutter(value: Any) -> str | None:
     seconds = _number(value)
-    if seconds is None:
+    if seconds is None or seconds < _FASTEST_SHUTTER_SECONDS:
         return None
     if seconds >= 1:
         return f"{seconds:g}"
@@ -103,7 +108,8 @@ def read_exif(image: Image.Image) -> ExifFields:
     if gps:
         full["GPSInfo"] = {_GPS_TAGS.get(tag, f"0x{tag:04x}"): _json_safe(v) for tag, v in gps.items()}
     orientation = main.get(0x0112)
-    color_space = {1: "sRGB", 0xFFFF: "Uncalibrated"}.get(int(sub.get(0xA001) or 0))
+    space = sub.get(0xA001)  # one SHORT, but a damaged block may hold anything there
+    color_space = {1: "sRGB", 0xFFFF: "Uncalibrated"}.get(space) if isinstance(space, int) else None
     iso = sub.get(0x8827)
     if isinstance(iso, tuple | list):
         iso = iso[0] if iso else None

@@ -90,7 +90,18 @@ def _stretched_grey(image: Image.Image) -> Image.Image:
 
 def _save(image: Image.Image, out: IO[bytes], quality: int, *, optimize: bool) -> None:
     # Pillow would carry the source's JPEG comment over (scanners write names there).
-    image.save(out, "JPEG", quality=quality, optimize=optimize, comment=b"")
+    if optimize:
+        start = out.tell()
+        try:
+            image.save(out, "JPEG", quality=quality, optimize=True, comment=b"")
+            return
+        except OSError:
+            # Pillow gives an optimised encode one byte a pixel of buffer, and fails ("broken
+            # data stream") on a picture that takes more: noise, or a damaged file decoding
+            # as noise. Standard tables need no such buffer.
+            out.seek(start)
+            out.truncate()
+    image.save(out, "JPEG", quality=quality, comment=b"")
 
 
 def _optimized(width: int, height: int) -> bool:
