@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -21,6 +22,9 @@ from orca_imaging.errors import FileRejectedError
 from orca_imaging.photos import ProcessedPhoto, process_photo
 from orca_imaging.variants import Variant, preview_size, strip_jpeg_metadata
 from tests.conftest import CORPUS, corpus_files, damaged_copies
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 UPLOADED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 PHOTOS = corpus_files("photos")
@@ -417,3 +421,21 @@ def test_a_damaged_photo_is_taken_in_or_rejected_with_a_reason_never_crashes(pat
             process_photo(data, UPLOADED)
         except FileRejectedError as rejection:
             assert rejection.reason in reasons and rejection.message
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        # One byte of the item properties changed: libheif's RuntimeError (a size check).
+        (lambda data: data[:441] + b"\x11" + data[442:], "corrupt_image"),
+        # All but the header zeroed, as a copy that stopped writing leaves a file: EOFError.
+        (lambda data: data[:1815] + bytes(len(data) - 1815), "truncated"),
+    ],
+)
+def test_a_damaged_heif_is_rejected_whatever_libheif_raises(
+    damage: Callable[[bytes], bytes], reason: str
+) -> None:
+    data = damage((CORPUS / "photos" / "samplefilehub.heif").read_bytes())
+    with pytest.raises(FileRejectedError) as caught:
+        process_photo(data, UPLOADED)
+    assert caught.value.reason == reason

@@ -191,7 +191,7 @@ def _open(data: bytes) -> Image.Image:
         raise FileRejectedError(
             "corrupt_image", "the file has an image format's signature but its structure cannot be read"
         ) from e
-    except (OSError, SyntaxError, ValueError) as e:
+    except _DECODER_ERRORS as e:
         raise FileRejectedError(_decode_failure(e), "the image could not be decoded in full") from e
     if image.width * image.height > MAX_PIXELS:
         raise FileRejectedError(
@@ -213,12 +213,18 @@ def _undecodable_rejected() -> Iterator[None]:
     """A decoder's failure inside becomes the file's rejection, with its reason."""
     try:
         yield
-    except (OSError, SyntaxError, ValueError) as e:
+    except _DECODER_ERRORS as e:
         raise FileRejectedError(_decode_failure(e), "the image could not be decoded in full") from e
 
 
+# What decoders raise on damaged data: Pillow's OSError, SyntaxError and ValueError, and
+# pillow-heif's EOFError (data ending early) and RuntimeError (any other libheif error).
+_DECODER_ERRORS = (OSError, SyntaxError, ValueError, EOFError, RuntimeError)
+
+
 def _decode_failure(error: Exception) -> str:
-    return "truncated" if "truncated" in str(error).lower() else "corrupt_image"
+    ended_early = isinstance(error, EOFError) or "truncated" in str(error).lower()
+    return "truncated" if ended_early else "corrupt_image"
 
 
 # A HEIC or AVIF cut short can decode without an error: libheif fills the tiles it has no
