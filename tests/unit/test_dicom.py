@@ -17,7 +17,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import RLELossless, SecondaryCaptureImageStorage, generate_uid
 
-from orca_imaging import dicom
+from orca_imaging import dicom, volumes
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.models import ImageCategory
 from tests.conftest import CORPUS, corpus_files, damaged_copies
@@ -225,6 +225,8 @@ def ingest_steps(data: bytes) -> FileRejectedError | None:
     dicom.radiation_dose(dataset)
     dicom.dicom_json(dataset)
     dicom.render_preview(data, dataset)
+    volumes.placement(dataset)  # as a CBCT slice: its place in the series, and its window
+    volumes.window_of(dataset)
     return None
 
 

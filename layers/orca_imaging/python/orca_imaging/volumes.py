@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 from pydicom import dcmread
+from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.pixels.utils import iter_pixels
 
@@ -65,12 +66,23 @@ def placement(dataset: Dataset, frame: int | None = None) -> SlicePlacement:
             or orientation
         )
     instance = dataset.get("InstanceNumber")
-    number = int(instance) if isinstance(instance, int | float) else None
-    if position is None or orientation is None or len(position) != 3 or len(orientation) != 6:
+    number = int(instance) if isinstance(instance, int) else None
+    position, orientation = finite_numbers(position, 3), finite_numbers(orientation, 6)
+    if position is None or orientation is None:
         return SlicePlacement(None, number)
-    row, column = np.array(orientation[:3], dtype=float), np.array(orientation[3:], dtype=float)
-    normal = np.cross(row, column)
-    return SlicePlacement(float(np.dot(normal, np.array(position, dtype=float))), number)
+    normal = np.cross(orientation[:3], orientation[3:])
+    return SlicePlacement(float(np.dot(normal, position)), number)
+
+
+def finite_numbers(value: Any, count: int) -> np.ndarray | None:
+    """A multi-valued number element's `count` values, or None when it is missing, holds
+    another count, or holds text, NaN or infinity (a device's bug, or damage): such a slice
+    is placed by its instance number, as one without geometry is."""
+    try:
+        numbers = np.array(list(value), dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return numbers if numbers.shape == (count,) and np.isfinite(numbers).all() else None
 
 
 def _functional(groups: Any, sequence: str, keyword: str) -> Any:
@@ -161,12 +173,17 @@ class PlaneBuilder:
 
 def window_of(dataset: Dataset) -> tuple[float, float] | None:
     """The first window centre/width, as (low, high) in rescaled values."""
-    centre, width = dataset.get("WindowCenter"), dataset.get("WindowWidth")
-    if centre is None or width is None:
+    centre, width = (_first_number(dataset.get(k)) for k in ("WindowCenter", "WindowWidth"))
+    if centre is None or width is None or width <= 0:
         return None
-    c = float(centre[0] if not isinstance(centre, int | float) else centre)
-    w = float(width[0] if not isinstance(width, int | float) else width)
-    return c - w / 2, c + w / 2
+    return centre - width / 2, centre + width / 2
+
+
+def _first_number(value: Any) -> float | None:
+    """The first of a number element's values, if it is a finite number."""
+    first = value[0] if isinstance(value, MultiValue | list | tuple) and value else value
+    numbers = finite_numbers([first], 1)
+    return float(numbers[0]) if numbers is not None else None
 
 
 def slice_values(data: bytes) -> tuple[np.ndarray, Dataset]:
@@ -215,12 +232,12 @@ def plane_variants(pictures: dict[str, Image.Image]) -> list[Variant]:
 def summary(built: PlaneBuilder, ordered: Order, dataset: Dataset, *, complete_by: str) -> dict[str, Any]:
     """What the volume record says about the volume."""
     rows, columns = built.shape or (0, 0)
-    spacing = dataset.get("PixelSpacing")
+    spacing = finite_numbers(dataset.get("PixelSpacing"), 2)
     return {
         "dimensions": {"columns": columns, "rows": rows, "slices": built.count},
         "spacingMm": {
-            "column": float(spacing[1]) if spacing else None,
-            "row": float(spacing[0]) if spacing else None,
+            "column": float(spacing[1]) if spacing is not None else None,
+            "row": float(spacing[0]) if spacing is not None else None,
             "slice": round(ordered.spacing_mm, 4) if ordered.spacing_mm else None,
         },
         "gaps": ordered.gaps,
