@@ -48,3 +48,23 @@ def test_a_jpeg_named_dcm_is_a_jpeg() -> None:
 
 def test_unknown_bytes_are_unknown() -> None:
     assert sniff(b"hello world, not an image").kind == "unknown"
+
+
+def ftyp(major: bytes, *compatible: bytes) -> bytes:
+    brands = major + b"\0\0\0\0" + b"".join(compatible)
+    return (8 + len(brands)).to_bytes(4, "big") + b"ftyp" + brands + b"\0\0\0\x08meta"
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (ftyp(b"avif", b"avif", b"mif1", b"miaf", b"MA1B"), "avif"),  # as Pillow and libavif write it
+        (ftyp(b"mif1", b"mif1", b"avif"), "avif"),
+        (ftyp(b"heic", b"mif1", b"heic"), "heic"),  # an iPhone's
+        (ftyp(b"mif1", b"mif1", b"heic"), "heic"),
+        (ftyp(b"heic", b"mif1", b"heic", b"avif"), "heic"),  # both codecs: the major brand says
+    ],
+)
+def test_avif_and_heic_are_told_apart_by_their_brands(head: bytes, kind: str) -> None:
+    found = sniff(head)
+    assert (found.kind, found.mime_type) == (kind, f"image/{kind}")

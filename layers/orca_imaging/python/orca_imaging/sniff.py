@@ -24,7 +24,8 @@ class Sniffed:
 
 UNKNOWN = Sniffed("application/octet-stream", FileType.DOCUMENT, "unknown")
 
-_HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+_HEVC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis"}
+_HEIF_BRANDS = {*_HEVC_BRANDS, b"mif1", b"msf1"}  # mif1, msf1: HEIF, of any codec
 _AVIF_BRANDS = {b"avif", b"avis"}
 _VIDEO_BRANDS = {b"isom", b"iso2", b"mp41", b"mp42", b"qt  ", b"M4V ", b"3gp4", b"3gp5", b"avc1"}
 _DICOM_VRS = {
@@ -69,11 +70,14 @@ _OBJ_LINE = re.compile(rb"^\s*(#|(v|vt|vn|vp|f|o|g|s|l|p|mtllib|usemtl)(\s|$))")
 def _ftyp(head: bytes) -> Sniffed | None:
     if len(head) < 12 or head[4:8] != b"ftyp":
         return None
-    brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(len(head), 64), 4)}
+    major = head[8:12]
+    brands = {major} | {head[i : i + 4] for i in range(16, min(len(head), 64), 4)}
+    # An AVIF lists the generic HEIF brand (mif1) too: it is AVIF unless an HEVC brand says
+    # otherwise, and then the major brand decides.
+    if brands & _AVIF_BRANDS and (major in _AVIF_BRANDS or not brands & _HEVC_BRANDS):
+        return Sniffed("image/avif", FileType.PHOTO, "avif")
     if brands & _HEIF_BRANDS:
         return Sniffed("image/heic", FileType.PHOTO, "heic")
-    if brands & _AVIF_BRANDS:
-        return Sniffed("image/avif", FileType.PHOTO, "avif")
     if head[8:12] in _VIDEO_BRANDS:
         mime = "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
         return Sniffed(mime, FileType.VIDEO, "video")
