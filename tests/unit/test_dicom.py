@@ -13,15 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom import dcmread
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.encaps import encapsulate
-from pydicom.uid import RLELossless, SecondaryCaptureImageStorage, generate_uid
 
 from orca_imaging import dicom, volumes
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.models import ImageCategory
 from tests.conftest import CORPUS, corpus_files, damaged_copies
-from tests.fixtures.dental_dicom import dental_object
+from tests.fixtures.dental_dicom import dental_object, rle_object
 
 DICOM_FILES = corpus_files("dicom")
 
@@ -269,27 +266,6 @@ def test_a_private_element_that_cannot_be_read_is_left_out_and_the_object_taken_
     dataset = dicom.read_dicom(data)
     assert 0x00091010 not in dataset and dataset[0x00090010].value == "ORCA TEST"
     assert "00091010" not in dicom.dicom_json(dataset) and dicom.render_preview(data, dataset).variants
-
-
-def rle_object(segments: list[bytes], *, size: int = 8) -> bytes:
-    """A 16-bit RLE Lossless object (PS3.5 G): one frame of two byte segments."""
-    offsets = [64 + sum(len(s) for s in segments[:n]) for n in range(len(segments))]
-    header = struct.pack("<16I", len(segments), *offsets, *[0] * (15 - len(segments)))
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = RLELossless
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Modality, ds.Rows, ds.Columns = "OT", size, size
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
-    ds.PixelData = encapsulate([header + b"".join(segments)])
-    ds["PixelData"].VR = "OB"
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
 
 
 def test_rle_runs_past_the_frame_keep_the_object_without_a_preview() -> None:
