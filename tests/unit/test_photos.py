@@ -409,6 +409,7 @@ def test_a_small_photo_whose_encoding_outgrows_pillows_optimising_buffer_is_stil
     assert variant(photo, "full.jpg").size == (600, 450)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's, on every damaged EXIF block
 @pytest.mark.parametrize("path", PHOTOS, ids=lambda p: p.name)
 def test_a_damaged_photo_is_taken_in_or_rejected_with_a_reason_never_crashes(path: Path) -> None:
     # Anything else escaping would fail the delivery again and again, to the dead-letter
