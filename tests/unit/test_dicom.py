@@ -4,6 +4,7 @@ codes, dose, previews wherever a decoder can decode, and every broken object's r
 from __future__ import annotations
 
 import io
+import json
 import struct
 import warnings
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from orca_imaging import dicom, volumes
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.models import ImageCategory
 from tests.conftest import CORPUS, corpus_files, damaged_copies
-from tests.fixtures.dental_dicom import dental_object, rle_object
+from tests.fixtures.dental_dicom import dental_object, rle_object, with_ds
 
 DICOM_FILES = corpus_files("dicom")
 
@@ -215,12 +216,11 @@ def ingest_steps(data: bytes) -> FileRejectedError | None:
         dataset = dicom.read_dicom(data)
     except FileRejectedError as rejection:
         return rejection
-    dicom.describe(dataset)
+    recorded = [dicom.describe(dataset), dicom.radiation_dose(dataset), dicom.dicom_json(dataset)]
+    json.dumps(recorded, allow_nan=False)  # what the record holds, as a browser must parse it
     dicom.categorise(dataset)
     dicom.patient_of(dataset)
     dicom.capture_time(dataset)
-    dicom.radiation_dose(dataset)
-    dicom.dicom_json(dataset)
     dicom.render_preview(data, dataset)
     volumes.placement(dataset)  # as a CBCT slice: its place in the series, and its window
     volumes.window_of(dataset)
@@ -278,3 +278,11 @@ def test_rle_runs_past_the_frame_keep_the_object_without_a_preview() -> None:
     preview = dicom.render_preview(overrun, dicom.read_dicom(overrun))
     assert preview.variants == []
     assert preview.unavailable == "pixel data could not be decoded: the decoder panicked"
+
+
+def test_numbers_json_cannot_hold_are_null_in_the_record() -> None:
+    data = dental_object("DX", rows=20, columns=30, PixelSpacing=[0.1, 0.1], KVP=80)
+    data = with_ds(with_ds(data, (0x0028, 0x0030), b"nan\\inf"), (0x0018, 0x0060), b"-inf")
+    document = dicom.dicom_json(dicom.read_dicom(data))
+    assert document["00280030"]["Value"] == [None, None] and document["00180060"]["Value"] == [None]
+    json.dumps(document, allow_nan=False)

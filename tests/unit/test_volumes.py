@@ -4,7 +4,6 @@ and duplicates found, and the planes show the phantom the right way up."""
 from __future__ import annotations
 
 import io
-import struct
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,7 +15,7 @@ from orca_imaging.dicom import read_dicom
 from orca_imaging.errors import DependencyError, FileRejectedError
 from orca_imaging.models import ImageModel
 from orca_imaging.volumes import PlaneBuilder, SlicePlacement, order
-from tests.fixtures.dental_dicom import cbct_series, enhanced_ct, phantom
+from tests.fixtures.dental_dicom import cbct_series, enhanced_ct, phantom, with_ds
 
 
 def test_slices_are_ordered_by_position_with_gaps_and_duplicates_found() -> None:
@@ -112,27 +111,18 @@ def test_a_volume_that_fails_to_build_does_not_hold_up_the_ones_after_it(
     assert built == ["vol_2"] and [v.image_id for v in closed] == ["vol_1"]
 
 
-def with_value(data: bytes, tag: tuple[int, int], value: bytes) -> bytes:
-    """The explicit-VR little-endian file with one DS element's value replaced."""
-    header = struct.pack("<HH", *tag) + b"DS"
-    at = data.index(header)
-    length = struct.unpack("<H", data[at + 6 : at + 8])[0]
-    value = value if len(value) % 2 == 0 else value + b" "
-    return data[: at + 6] + struct.pack("<H", len(value)) + value + data[at + 8 + length :]
-
-
 @pytest.mark.parametrize("value", [b"a\\b\\c", b"1\\2", b"nan\\inf\\1", b"1e999\\0\\0"])
 def test_a_slice_with_unusable_geometry_is_placed_by_its_instance_number(value: bytes) -> None:
     # Text, another count, NaN or infinity from a device's bug: one slice must not stop
     # its series' volume (a NaN would also upset the ordering of every other slice).
-    data = with_value(cbct_series(slices=3, size=16, expected=True)[0], (0x0020, 0x0032), value)
+    data = with_ds(cbct_series(slices=3, size=16, expected=True)[0], (0x0020, 0x0032), value)
     assert volumes.placement(read_dicom(data)) == SlicePlacement(None, 1)
 
 
 def test_a_window_or_pixel_spacing_that_is_not_numbers_is_left_out() -> None:
     data = cbct_series(slices=3, size=16, expected=True)[0]
     assert volumes.window_of(read_dicom(data)) == (400 - 1000, 400 + 1000)
-    data = with_value(with_value(data, (0x0028, 0x1050), b"abc"), (0x0028, 0x0030), b"0.2\\x")
+    data = with_ds(with_ds(data, (0x0028, 0x1050), b"abc"), (0x0028, 0x0030), b"0.2\\x")
     dataset = read_dicom(data)
     assert volumes.window_of(dataset) is None
     built = PlaneBuilder(1)

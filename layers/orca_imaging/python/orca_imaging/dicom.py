@@ -310,7 +310,7 @@ def dicom_json(dataset: Dataset) -> dict[str, Any]:
             bulk_data_element_handler=lambda _: "",
             suppress_invalid_tags=True,  # a value that cannot be read (an IS of "1A") is left out
         )
-    kept: dict[str, Any] = _without_bulk(document)
+    kept: dict[str, Any] = _plain_json(document)
     return kept
 
 
@@ -319,13 +319,18 @@ def _is_pixels(tag: str) -> bool:
     return tag.startswith("7FE0") or (tag.startswith("60") and tag.endswith("3000"))
 
 
-def _without_bulk(node: Any) -> Any:
+def _plain_json(node: Any) -> Any:
+    """The document without bulk data references, and with null for any value JSON cannot
+    hold: a DS of "NaN" or "inf" (which devices write) would make the record's JSON
+    unreadable to a browser."""
     if isinstance(node, dict):
         return {
-            k: _without_bulk(v) for k, v in node.items() if not (isinstance(v, dict) and "BulkDataURI" in v)
+            k: _plain_json(v) for k, v in node.items() if not (isinstance(v, dict) and "BulkDataURI" in v)
         }
     if isinstance(node, list):
-        return [_without_bulk(v) for v in node]
+        return [_plain_json(v) for v in node]
+    if isinstance(node, float) and not math.isfinite(node):
+        return None
     return node
 
 
