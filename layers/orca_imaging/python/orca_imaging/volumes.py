@@ -78,6 +78,8 @@ def finite_numbers(value: Any, count: int) -> np.ndarray | None:
     """A multi-valued number element's `count` values, or None when it is missing, holds
     another count, or holds text, NaN or infinity (a device's bug, or damage): such a slice
     is placed by its instance number, as one without geometry is."""
+    if isinstance(value, str | bytes):  # a value pydicom could not convert: not numbers
+        return None
     try:
         numbers = np.array(list(value), dtype=float)
     except (TypeError, ValueError):
@@ -172,7 +174,8 @@ class PlaneBuilder:
 
 
 def window_of(dataset: Dataset) -> tuple[float, float] | None:
-    """The first window centre/width, as (low, high) in rescaled values."""
+    """The first window centre/width, as (low, high) in rescaled values; None when either is
+    missing or not a number, or the width is not positive."""
     centre, width = (_first_number(dataset.get(k)) for k in ("WindowCenter", "WindowWidth"))
     if centre is None or width is None or width <= 0:
         return None
