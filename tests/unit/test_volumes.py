@@ -12,7 +12,7 @@ from PIL import Image
 
 from orca_imaging import cbct, volumes
 from orca_imaging.dicom import read_dicom
-from orca_imaging.errors import DependencyError, FileRejectedError
+from orca_imaging.errors import FileRejectedError
 from orca_imaging.models import ImageModel
 from orca_imaging.volumes import PlaneBuilder, SlicePlacement, order
 from tests.fixtures.dental_dicom import cbct_series, enhanced_ct, phantom, with_ds
@@ -96,8 +96,8 @@ def test_a_volume_that_fails_to_build_does_not_hold_up_the_ones_after_it(
     built, closed = [], []
 
     def build(volume: ImageModel, **_: object) -> None:
-        if volume.image_id == "vol_0":
-            raise DependencyError("reading a CBCT slice failed")
+        if volume.image_id == "vol_0":  # a library's message may quote a value: PHI
+            raise ValueError("could not convert string to float: 'Doe^Jane'")
         if volume.image_id == "vol_1":
             raise FileRejectedError("invalid_dicom", "none of the series' slices could be read")
         built.append(volume.image_id)
@@ -105,10 +105,14 @@ def test_a_volume_that_fails_to_build_does_not_hold_up_the_ones_after_it(
     monkeypatch.setattr(cbct.repository, "quiet_open_series", lambda *_: iter(quiet))
     monkeypatch.setattr(cbct.repository, "close_series", closed.append)
     monkeypatch.setattr(cbct, "build_series", build)
+    logged: list[tuple[object, ...]] = []
+    monkeypatch.setattr(cbct.logger, "error", lambda *args, **kwargs: logged.append((*args, kwargs)))
+    monkeypatch.setattr(cbct.logger, "exception", lambda *args, **kwargs: logged.append((*args, kwargs)))
     settings = SimpleNamespace(series_stable_seconds=60)
     assert cbct.sweep(s3=None, settings=settings) == 1
     # The rejected one is closed for good; the one that failed stays open for the next sweep.
     assert built == ["vol_2"] and [v.image_id for v in closed] == ["vol_1"]
+    assert logged == [("volume build failed; retried at the next sweep", {"extra": {"error": "ValueError"}})]
 
 
 @pytest.mark.parametrize("value", [b"a\\b\\c", b"1\\2", b"nan\\inf\\1", b"1e999\\0\\0"])
