@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ from orca_imaging import dicom, volumes
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.models import ImageCategory
 from tests.conftest import CORPUS, corpus_files, damaged_copies
-from tests.fixtures.dental_dicom import dental_object, rle_object, with_ds
+from tests.fixtures.dental_dicom import dental_object, rle_object, with_ds, with_vr
 
 DICOM_FILES = corpus_files("dicom")
 
@@ -240,13 +239,6 @@ def test_a_damaged_object_is_taken_in_or_rejected_with_a_reason_never_crashes(pa
     for data in damaged_copies(path.read_bytes(), path.name):
         rejection = ingest_steps(data)
         assert rejection is None or (rejection.reason in reasons and rejection.message)
-
-
-def with_vr(data: bytes, tag: tuple[int, int], vr: bytes, new_vr: bytes) -> bytes:
-    """The explicit-VR file with one element's VR bytes replaced."""
-    header = struct.pack("<HH", *tag) + vr
-    assert data.count(header) == 1
-    return data.replace(header, struct.pack("<HH", *tag) + new_vr)
 
 
 def test_a_standard_element_that_cannot_be_read_rejects_the_object_by_its_tag() -> None:
