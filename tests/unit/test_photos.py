@@ -414,9 +414,10 @@ def test_a_small_photo_whose_encoding_outgrows_pillows_optimising_buffer_is_stil
 @pytest.mark.parametrize("path", PHOTOS, ids=lambda p: p.name)
 def test_a_damaged_photo_is_taken_in_or_rejected_with_a_reason_never_crashes(path: Path) -> None:
     # Anything else escaping would fail the delivery again and again, to the dead-letter
-    # queue, with no reason on the record. A larger sweep of this kind (40 copies a photo)
-    # found three ways it did, each with its test above: EXIF that Pillow cannot write back
-    # on a turn, EXIF values of the wrong shape, and an encode outgrowing Pillow's buffer.
+    # queue, with no reason on the record. Larger sweeps of this kind (40 copies a photo)
+    # found four ways it did, each with its own test: EXIF that Pillow cannot write back on
+    # a turn, EXIF values of the wrong shape, an encode outgrowing Pillow's buffer, and
+    # libheif's EOFError and RuntimeError.
     reasons = {"truncated", "corrupt_image", "too_many_pixels"}
     for data in damaged_copies(path.read_bytes(), path.name):
         try:
