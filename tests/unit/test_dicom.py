@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from pydicom import dcmread
 from orca_imaging import dicom, volumes
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.models import ImageCategory
-from tests.conftest import CORPUS, corpus_files, damaged_copies
+from tests.conftest import CORPUS, corpus_files, damaged_copies, require_tool
 from tests.fixtures.dental_dicom import dental_object, rle_object, with_ds, with_vr
 
 DICOM_FILES = corpus_files("dicom")
@@ -278,3 +279,50 @@ def test_numbers_json_cannot_hold_are_null_in_the_record() -> None:
     document = dicom.dicom_json(dicom.read_dicom(data))
     assert document["00280030"]["Value"] == [None, None] and document["00180060"]["Value"] == [None]
     json.dumps(document, allow_nan=False)
+
+
+# What dcmtk writes: (tool, option, transfer syntax, lossless).
+DCMTK_SYNTAXES = [
+    ("dcmconv", "+ti", "1.2.840.10008.1.2", True),  # implicit VR little endian
+    ("dcmconv", "+tb", "1.2.840.10008.1.2.2", True),  # explicit VR big endian
+    ("dcmconv", "+td", "1.2.840.10008.1.2.1.99", True),  # deflated
+    ("dcmcjpeg", "+eb", "1.2.840.10008.1.2.4.50", False),  # JPEG baseline (8-bit)
+    ("dcmcjpeg", "+ee", "1.2.840.10008.1.2.4.51", False),  # JPEG extended (12-bit)
+    ("dcmcjpeg", "+el", "1.2.840.10008.1.2.4.57", True),  # JPEG lossless
+    ("dcmcjpeg", "+e1", "1.2.840.10008.1.2.4.70", True),  # JPEG lossless, first-order prediction
+    ("dcmcjpls", "+el", "1.2.840.10008.1.2.4.80", True),  # JPEG-LS lossless
+    ("dcmcjpls", "+en", "1.2.840.10008.1.2.4.81", False),  # JPEG-LS near-lossless
+    ("dcmcrle", "+ff", "1.2.840.10008.1.2.5", True),  # RLE, a fragment per frame
+]
+TRANSCODED_SOURCES = {
+    "12-bit radiograph": lambda: dental_object("IO", rows=300, columns=400),
+    "signed CT": lambda: (CORPUS / "dicom" / "ct_small_explicit_le.dcm").read_bytes(),
+    "RGB ultrasound": lambda: (CORPUS / "dicom" / "us_rgb_big_endian.dcm").read_bytes(),
+}
+
+
+def preview_pixels(data: bytes) -> np.ndarray:
+    preview = dicom.render_preview(data, dicom.read_dicom(data))
+    (picture,) = [v for v in preview.variants if v.name == "preview.jpg"]
+    return np.asarray(Image.open(io.BytesIO(picture.data)).convert("RGB"), dtype=np.int16)
+
+
+@pytest.mark.parametrize("source", TRANSCODED_SOURCES)
+@pytest.mark.parametrize(("tool", "option", "syntax", "lossless"), DCMTK_SYNTAXES, ids=lambda v: str(v))
+def test_one_object_in_every_transfer_syntax_dcmtk_writes_gives_the_same_preview(
+    tmp_path: Path, source: str, tool: str, option: str, syntax: str, lossless: bool
+) -> None:
+    # Devices send what they were set up to: the preview must not depend on it (a decoder
+    # missing, or a window taken from the wrong bit depth, would show here).
+    if (source, syntax) == ("signed CT", "1.2.840.10008.1.2.4.81"):
+        pytest.skip("dcmcjpls writes no near-lossless JPEG-LS of signed pixels")
+    require_tool(tool)
+    original = tmp_path / "original.dcm"
+    original.write_bytes(TRANSCODED_SOURCES[source]())
+    converted = tmp_path / "converted.dcm"
+    subprocess.run([tool, option, str(original), str(converted)], check=True, capture_output=True)
+    data = converted.read_bytes()
+    assert str(dicom.read_dicom(data).file_meta.TransferSyntaxUID) == syntax
+    difference = np.abs(preview_pixels(data) - preview_pixels(original.read_bytes())).mean()
+    # Lossy coding moved it by 0.4-2.1 levels of 255 here.
+    assert difference == 0 if lossless else difference < 3
