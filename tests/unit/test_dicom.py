@@ -333,3 +333,20 @@ def test_one_object_in_every_transfer_syntax_dcmtk_writes_gives_the_same_preview
     difference = np.abs(preview_pixels(data) - preview_pixels(original.read_bytes())).mean()
     # Lossy coding moved it by 0.4-2.1 levels of 255 here.
     assert difference == 0 if lossless else difference < 3
+
+
+@pytest.mark.parametrize("element", [b"\x08\x00\x60\x00CS", b"\x28\x00\x30\x00DS"])  # before; after Rows
+@pytest.mark.parametrize("inside", [0, 2, 5])  # on its boundary; inside its tag; its length
+def test_an_image_cut_before_its_pixel_data_is_truncated(element: bytes, inside: int) -> None:
+    # pydicom ends the dataset quietly there: only the image's missing pixels tell.
+    data = (CORPUS / "dicom" / "ct_small_explicit_le.dcm").read_bytes()
+    with pytest.raises(FileRejectedError) as caught:
+        dicom.read_dicom(data[: data.index(element) + inside])
+    assert caught.value.reason == "truncated"
+
+
+def test_a_deflated_object_cut_short_is_truncated() -> None:
+    data = (CORPUS / "dicom" / "ot_deflated.dcm").read_bytes()
+    with pytest.raises(FileRejectedError) as caught:
+        dicom.read_dicom(data[: len(data) // 2])
+    assert caught.value.reason == "truncated" and "deflated" in caught.value.message

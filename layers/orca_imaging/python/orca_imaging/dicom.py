@@ -29,6 +29,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
+from pydicom.uid import UID
 from pydicom.valuerep import PersonName
 
 from orca_imaging.errors import FileRejectedError
@@ -97,7 +98,25 @@ def read_dicom(data: bytes) -> Dataset:
     unreadable = _unreadable_element(dataset)
     if unreadable is not None:
         raise FileRejectedError("invalid_dicom", f"element {unreadable} cannot be read as its VR says")
+    if _image_without_pixels(dataset):
+        raise FileRejectedError("truncated", "the object is an image but ends before its pixel data")
     return dataset
+
+
+# Where an image's samples are: pixel data (integer, float, double float), or the spectroscopy
+# data an MR spectroscopy object has instead.
+_SAMPLE_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009, 0x56000020)
+
+
+def _image_without_pixels(dataset: Dataset) -> bool:
+    """An image (an "... Image Storage" SOP class, or rows and columns) with no samples: the
+    file was cut before its pixel data. pydicom ends the dataset quietly where the file ends
+    on an element's boundary, or inside an element's header, so nothing else would tell."""
+    sop_class = UID(str(_get(dataset, "SOPClassUID") or ""))
+    is_image = "Image Storage" in sop_class.name or (
+        bool(_get(dataset, "Rows")) and bool(_get(dataset, "Columns"))
+    )
+    return is_image and not any(tag in dataset for tag in _SAMPLE_TAGS)
 
 
 def _absent(dataset: Dataset, keyword: str) -> bool:
