@@ -350,3 +350,11 @@ def test_a_deflated_object_cut_short_is_truncated() -> None:
     with pytest.raises(FileRejectedError) as caught:
         dicom.read_dicom(data[: len(data) // 2])
     assert caught.value.reason == "truncated" and "deflated" in caught.value.message
+
+
+def test_a_file_cut_inside_a_meta_elements_length_is_truncated() -> None:
+    data = (CORPUS / "dicom" / "ct_small_explicit_le.dcm").read_bytes()
+    version = data.index(b"\x02\x00\x01\x00OB")  # (0002,0001): OB, two reserved bytes, a 4-byte length
+    with pytest.raises(FileRejectedError) as caught:
+        dicom.read_dicom(data[: version + 10])
+    assert caught.value.reason == "truncated"
