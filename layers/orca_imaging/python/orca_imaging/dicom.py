@@ -170,7 +170,8 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
-def _number(value: Any) -> float | None:
+def first_number(value: Any) -> float | None:
+    """The first of a number element's values, if it is a finite number."""
     try:
         number = float(value[0] if isinstance(value, MultiValue | list | tuple) else value)
     except (TypeError, ValueError, IndexError):
@@ -292,13 +293,13 @@ def describe(dataset: Dataset) -> dict[str, Any]:
         "photometric": _text(_get(dataset, "PhotometricInterpretation")),
     }
     groups["calibration"] = {
-        "pixelSpacing": _spacing(_get(dataset, "PixelSpacing")),
-        "imagerPixelSpacing": _spacing(_get(dataset, "ImagerPixelSpacing")),
-        "sliceThickness": _number(_get(dataset, "SliceThickness")),
+        "pixelSpacing": finite_numbers(_get(dataset, "PixelSpacing"), 2),
+        "imagerPixelSpacing": finite_numbers(_get(dataset, "ImagerPixelSpacing"), 2),
+        "sliceThickness": first_number(_get(dataset, "SliceThickness")),
     }
     groups["series"] = {
-        "instanceNumber": _number(_get(dataset, "InstanceNumber")),
-        "imagesInAcquisition": _number(_get(dataset, "ImagesInAcquisition")),
+        "instanceNumber": first_number(_get(dataset, "InstanceNumber")),
+        "imagesInAcquisition": first_number(_get(dataset, "ImagesInAcquisition")),
     }
     described: dict[str, Any] = {
         key: {k: v for k, v in group.items() if v is not None} for key, group in groups.items()
@@ -307,11 +308,13 @@ def describe(dataset: Dataset) -> dict[str, Any]:
     return described
 
 
-def _spacing(value: Any) -> list[float] | None:
-    if not isinstance(value, MultiValue | list | tuple) or len(value) != 2:
+def finite_numbers(value: Any, count: int) -> list[float] | None:
+    """A multi-valued number element's `count` values, or None when it is missing, holds
+    another count, or holds text, NaN or infinity (a device's bug, or damage)."""
+    if not isinstance(value, MultiValue | list | tuple) or len(value) != count:
         return None
-    numbers = [_number(v) for v in value]
-    return [n for n in numbers if n is not None] if all(n is not None for n in numbers) else None
+    numbers = [n for n in map(first_number, value) if n is not None]
+    return numbers if len(numbers) == count else None
 
 
 def dicom_json(dataset: Dataset) -> dict[str, Any]:
@@ -477,7 +480,7 @@ def _content_numbers(items: Any) -> Iterator[tuple[str, float, str]]:
         measured = (item.get("MeasuredValueSequence") or [None])[0]
         if concept is not None and measured is not None and item.get("ValueType") == "NUM":
             unit = (measured.get("MeasurementUnitsCodeSequence") or [None])[0]
-            value = _number(measured.get("NumericValue"))
+            value = first_number(measured.get("NumericValue"))
             if value is not None:
                 yield str(concept.CodeValue), value, str(unit.CodeValue) if unit is not None else ""
         yield from _content_numbers(item.get("ContentSequence"))
@@ -511,12 +514,12 @@ def radiation_dose(dataset: Dataset) -> dict[str, Any] | None:
     doses = [
         {"quantity": quantity, "value": value, "unit": unit}
         for keyword, quantity, unit in _DOSE_TAGS
-        if (value := _number(_get(dataset, keyword))) is not None
+        if (value := first_number(_get(dataset, keyword))) is not None
     ]
     exposure = {
         name: value
         for keyword, name in _EXPOSURE_TAGS
-        if (value := _number(_get(dataset, keyword))) is not None
+        if (value := first_number(_get(dataset, keyword))) is not None
     }
     if not doses and not exposure:
         return None

@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 from pydicom import dcmread
-from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_modality_lut
 from pydicom.pixels.utils import iter_pixels
 
-from orca_imaging.dicom import auto_window, eight_bits, pixels_decoded
+from orca_imaging.dicom import auto_window, eight_bits, finite_numbers, first_number, pixels_decoded
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.variants import Variant, small_variants
 
@@ -67,24 +66,13 @@ def placement(dataset: Dataset, frame: int | None = None) -> SlicePlacement:
         )
     instance = dataset.get("InstanceNumber")
     number = int(instance) if isinstance(instance, int) else None
+    # Text, NaN or infinity (a device's bug, or damage): placed by its instance number, as a
+    # slice without geometry is.
     position, orientation = finite_numbers(position, 3), finite_numbers(orientation, 6)
     if position is None or orientation is None:
         return SlicePlacement(None, number)
     normal = np.cross(orientation[:3], orientation[3:])
     return SlicePlacement(float(np.dot(normal, position)), number)
-
-
-def finite_numbers(value: Any, count: int) -> np.ndarray | None:
-    """A multi-valued number element's `count` values, or None when it is missing, holds
-    another count, or holds text, NaN or infinity (a device's bug, or damage): such a slice
-    is placed by its instance number, as one without geometry is."""
-    if isinstance(value, str | bytes):  # a value pydicom could not convert: not numbers
-        return None
-    try:
-        numbers = np.array(list(value), dtype=float)
-    except (TypeError, ValueError):
-        return None
-    return numbers if numbers.shape == (count,) and np.isfinite(numbers).all() else None
 
 
 def _functional(groups: Any, sequence: str, keyword: str) -> Any:
@@ -176,17 +164,10 @@ class PlaneBuilder:
 def window_of(dataset: Dataset) -> tuple[float, float] | None:
     """The first window centre/width, as (low, high) in rescaled values; None when either is
     missing or not a number, or the width is not positive."""
-    centre, width = (_first_number(dataset.get(k)) for k in ("WindowCenter", "WindowWidth"))
+    centre, width = (first_number(dataset.get(k)) for k in ("WindowCenter", "WindowWidth"))
     if centre is None or width is None or width <= 0:
         return None
     return centre - width / 2, centre + width / 2
-
-
-def _first_number(value: Any) -> float | None:
-    """The first of a number element's values, if it is a finite number."""
-    first = value[0] if isinstance(value, MultiValue | list | tuple) and value else value
-    numbers = finite_numbers([first], 1)
-    return float(numbers[0]) if numbers is not None else None
 
 
 def slice_values(data: bytes) -> tuple[np.ndarray, Dataset]:
@@ -239,8 +220,8 @@ def summary(built: PlaneBuilder, ordered: Order, dataset: Dataset, *, complete_b
     return {
         "dimensions": {"columns": columns, "rows": rows, "slices": built.count},
         "spacingMm": {
-            "column": float(spacing[1]) if spacing is not None else None,
-            "row": float(spacing[0]) if spacing is not None else None,
+            "column": spacing[1] if spacing else None,
+            "row": spacing[0] if spacing else None,
             "slice": round(ordered.spacing_mm, 4) if ordered.spacing_mm else None,
         },
         "gaps": ordered.gaps,
