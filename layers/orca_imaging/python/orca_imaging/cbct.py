@@ -169,10 +169,10 @@ def _finish(
     s3: S3Client,
     settings: ConsumerSettings,
     complete_by: str,
-    unreadable: int = 0,
+    unreadable: int,
 ) -> None:
-    """The volume record finished: planes stored, the summary written, and a warning for
-    each way the slices fell short (missing, sent twice, or kept but not decodable)."""
+    """The volume record finished: planes stored, the summary and the slices' warnings
+    written."""
     from orca_imaging.pipeline import store_variants  # the pipeline imports this module
 
     keys = store_variants(s3, settings, volume, volumes.plane_variants(builder.pictures(window)))
@@ -191,7 +191,7 @@ def _finish(
         variant_keys=keys,
         thumbnail_key=keys["thumb"],
         preview_key=keys["preview"],
-        warnings=[w for w in (*_slice_warnings(ordered), _unreadable_warning(unreadable)) if w] or None,
+        warnings=_slice_warnings(ordered, unreadable),
         series_open_key=None,
         last_slice_at_key=None,
     )
@@ -199,15 +199,14 @@ def _finish(
     logger.info("volume built", extra={"volume_id": volume.image_id, "slices": builder.count})
 
 
-def _slice_warnings(ordered: volumes.Order) -> tuple[str | None, str | None]:
-    return (
-        f"slices_missing:{ordered.gaps}" if ordered.gaps else None,
-        f"slices_duplicated:{ordered.duplicates}" if ordered.duplicates else None,
-    )
-
-
-def _unreadable_warning(unreadable: int) -> str | None:
-    return f"slices_unreadable:{unreadable}" if unreadable else None
+def _slice_warnings(ordered: volumes.Order, unreadable: int) -> list[str] | None:
+    """How the slices fell short, counted: missing, sent twice, or kept but not decodable."""
+    counts = {
+        "slices_missing": ordered.gaps,
+        "slices_duplicated": ordered.duplicates,
+        "slices_unreadable": unreadable,
+    }
+    return [f"{name}:{count}" for name, count in counts.items() if count] or None
 
 
 def sweep(
