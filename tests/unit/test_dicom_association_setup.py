@@ -115,15 +115,15 @@ def test_a_connection_still_being_set_up_counts_toward_a_receivers_load(
     device = socket.create_connection(listener.getsockname(), timeout=5)
     accepted, address = server.get_request()
     try:
-        assert server._load() == 0  # noqa: SLF001
+        assert server.board.mine() == 0
         server.process_request(accepted, address)
         assert setting_up.wait(5)
-        assert server._load() == 1  # noqa: SLF001  # no association thread yet, but one on its way
+        assert server.board.mine() == 1  # no association thread yet, but one on its way
         go_on.set()
         deadline = time.monotonic() + 5
-        while server._load() and time.monotonic() < deadline:  # noqa: SLF001
+        while server.board.mine() and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert server._load() == 0  # noqa: SLF001
+        assert server.board.mine() == 0
     finally:
         go_on.set()
         accepted.close()
@@ -138,7 +138,8 @@ def two_receivers() -> tuple[LoadBoard, LoadBoard]:
     return LoadBoard.joined(board.handed_to(0)), LoadBoard.joined(board.handed_to(1))
 
 
-def receiver_server(board: LoadBoard, load: int, monkeypatch: pytest.MonkeyPatch) -> AssociationServer:
+def receiver_server(board: LoadBoard, load: int) -> AssociationServer:
+    """A receiver on `board`, serving `load` associations."""
     ae = AE()
     ae.add_supported_context(Verification)
     server = ae.make_server(
@@ -148,7 +149,7 @@ def receiver_server(board: LoadBoard, load: int, monkeypatch: pytest.MonkeyPatch
         board=board,
     )
     assert isinstance(server, AssociationServer)
-    monkeypatch.setattr(server, "_load", lambda: load)
+    board.add(load)
     return server
 
 
@@ -165,7 +166,7 @@ def test_a_receiver_leaves_a_connection_to_one_serving_fewer(
     all while the other is still waiting to be scheduled."""
     mine, other = two_receivers
     monkeypatch.setattr(dicom_transport, "_PATIENCE_PER_ASSOCIATION_SECONDS", 60.0)
-    server = receiver_server(mine, 1, monkeypatch)
+    server = receiver_server(mine, 1)
     try:
         waiting = waiting_for_turn(server)
         waiting.join(0.2)
@@ -182,7 +183,7 @@ def test_a_receiver_that_hangs_delays_the_others_only_so_long(
 ) -> None:
     mine, other = two_receivers
     monkeypatch.setattr(dicom_transport, "_PATIENCE_PER_ASSOCIATION_SECONDS", 0.05)
-    server = receiver_server(mine, 3, monkeypatch)  # the other at 0, and never more
+    server = receiver_server(mine, 3)  # the other at 0, and never more
     try:
         waiting = waiting_for_turn(server)
         waiting.join(5)
@@ -197,7 +198,7 @@ def test_a_lone_receiver_and_the_least_busy_one_accept_at_once(
     monkeypatch.setattr(dicom_transport, "_PATIENCE_PER_ASSOCIATION_SECONDS", 60.0)
     mine, other = two_receivers
     alone = LoadBoard.joined(LoadBoard.create(1).handed_to(0))
-    servers = [receiver_server(alone, 5, monkeypatch), receiver_server(mine, 2, monkeypatch)]
+    servers = [receiver_server(alone, 5), receiver_server(mine, 2)]
     other.add(2)
     try:
         for server in servers:
@@ -239,7 +240,7 @@ def test_each_association_is_on_the_board_until_it_is_over(
         assert until(1) == 1
         refused = device.associate(*listener.getsockname(), ae_title="NOT-ORCA")
         assert refused.is_rejected
-        assert until(1) == 1  # counted while it was set up, off again once refused
+        assert until(1) == 1  # not left counted once refused
         second.release()
         assert until(0) == 0
     finally:
@@ -251,7 +252,7 @@ def test_a_connection_whose_set_up_thread_cannot_start_is_not_left_counted(
     two_receivers: tuple[LoadBoard, LoadBoard], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mine, _ = two_receivers
-    server = receiver_server(mine, 0, monkeypatch)
+    server = receiver_server(mine, 0)
 
     def no_thread(*_: Any) -> None:
         raise RuntimeError("can't start new thread")

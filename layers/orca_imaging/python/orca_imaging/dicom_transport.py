@@ -439,18 +439,14 @@ class AssociationServer(ThreadedAssociationServer):
         """Return when this process should try to accept: at once if none serves fewer;
         otherwise once they have caught up (one took the connection), or at the end of its
         patience."""
-        load = self._load()
+        # Connections accepted and not yet over, association set up or not: a burst of four
+        # would otherwise all go to the process awake first, each accepted before the last
+        # one's association thread had started.
+        load = self.board.mine()
         beyond_least = load - self.board.least_of_others()
         deadline = time.monotonic() + _PATIENCE_PER_ASSOCIATION_SECONDS * beyond_least
         while self.board.least_of_others() < load and time.monotonic() < deadline:
             time.sleep(_PATIENCE_POLL_SECONDS)
-
-    def _load(self) -> int:
-        """Connections this process has accepted and not yet seen end, whether their
-        association is set up yet or not: a burst of connections (four devices at once)
-        would otherwise all go to the first process awake, each accepted before the last
-        one's association thread had started."""
-        return self.board.mine()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         self.board.add(1)  # before the next connection is looked at
