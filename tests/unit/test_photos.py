@@ -378,13 +378,19 @@ def test_a_turned_photo_whose_exif_cannot_be_written_back_comes_out_upright(size
     artist = b"\x01\x3b\x00\x02"  # tag 0x013B, type ASCII (Pillow writes big-endian)
     assert block.count(artist) == 1
     damaged = block.replace(artist, b"\x01\x06\x00\x02")
+    stored = Image.new("RGB", size, (40, 40, 220))  # blue, with its left half red
+    stored.paste((220, 40, 40), (0, 0, size[0] // 2, size[1]))
     out = io.BytesIO()
-    Image.new("RGB", size, (200, 120, 40)).save(out, "JPEG", quality=90, exif=damaged)
+    stored.save(out, "JPEG", quality=90, exif=damaged)
     photo = process_photo(out.getvalue(), UPLOADED)
     assert (photo.width, photo.height) == size[::-1]
     for name in ("thumb.jpg", "preview.jpg", "full.jpg"):
         image = variant(photo, name)
         assert image.height > image.width and not image.getexif(), name
+        # Orientation 6 turns the stored frame a quarter clockwise: its left half on top.
+        middle = image.width // 2
+        top, bottom = image.getpixel((middle, 2)), image.getpixel((middle, image.height - 3))
+        assert top[0] > 150 > top[2] and bottom[2] > 150 > bottom[0], (name, top, bottom)
 
 
 def test_exif_values_of_the_wrong_shape_are_left_out_not_an_error() -> None:
