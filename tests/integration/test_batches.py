@@ -40,7 +40,9 @@ def post_file(target: dict[str, Any], path: Path) -> None:
     assert response.status_code == 204, response.text
 
 
-def wait_for_batch(client: ApiClient, batch_id: str, *statuses: str, timeout: float = 90) -> dict[str, Any]:
+# Generous: it only bounds how long a failure takes to show. Fifty real photos took 97 s on
+# a busy two-core machine, most of them the 24 MP and HEIC ones.
+def wait_for_batch(client: ApiClient, batch_id: str, *statuses: str, timeout: float = 300) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         view: dict[str, Any] = client.get(f"/upload/batch/{batch_id}").json()
         return view if view["status"] in statuses else None
@@ -159,7 +161,7 @@ def test_files_never_uploaded_fail_at_the_deadline(
     settings.load.cache_clear()
     post_file(batch["targets"][0], files[0])
 
-    view = wait_for_batch(doctor, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS", timeout=60)
+    view = wait_for_batch(doctor, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS")
     assert view["status"] == "COMPLETED_WITH_ERRORS"
     assert [(f["status"], f.get("reason")) for f in view["files"]] == [
         ("SUCCEEDED", None),

@@ -38,9 +38,7 @@ def dicom_batch(client: ApiClient, files: dict[str, bytes], **extra: Any) -> dic
     for target, data in zip(batch["targets"], files.values(), strict=True):
         posted = requests.post(target["url"], data=target["fields"], files={"file": data}, timeout=60)
         assert posted.status_code == 204, posted.text
-    batch["view"] = wait_for_batch(
-        client, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS", timeout=300
-    )
+    batch["view"] = wait_for_batch(client, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS")
     return batch
 
 
@@ -287,7 +285,7 @@ def test_a_series_with_no_known_count_is_built_when_it_goes_quiet(
         record: dict[str, Any] = fresh_doctor.get(f"/images/{volume_id}").json()
         return record if record["status"] == "ACTIVE" else None
 
-    volume = stack.wait_until(swept, timeout=60, interval=2)
+    volume = stack.wait_until(swept, timeout=180, interval=2)
     assert volume["volume"]["dimensions"]["slices"] == 28 and volume["volume"]["completeBy"] == "quiet_period"
     assert (volume["volume"]["gaps"], volume["volume"]["duplicates"]) == (1, 1)
     assert set(volume["warnings"]) == {"slices_missing:1", "slices_duplicated:1"}
