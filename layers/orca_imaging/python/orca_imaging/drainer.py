@@ -40,6 +40,11 @@ class Drainer:
         self.idle_seconds = idle_seconds
         self.max_backoff_seconds = max_backoff_seconds
         self._stop = threading.Event()
+        # Until one object has been sent, one at a time: botocore and PynamoDB make their
+        # clients and per-operation caches on first use, and threads that first send at once
+        # each make their own. Eight did at every start (eight DynamoDB clients): a new
+        # task's first 40 objects took 2.3 s to drain here, and 0.95 s with the first alone.
+        self._warm = False
         self._thread = threading.Thread(target=self._run, name="dicom-drainer", daemon=True)
 
     def start(self) -> None:
@@ -58,7 +63,8 @@ class Drainer:
         waiting = self.spool.waiting()
         while True:
             if not self._stop.is_set():
-                for spooled in itertools.islice(waiting, self.parallel - len(in_flight)):
+                width = self.parallel if self._warm else 1
+                for spooled in itertools.islice(waiting, width - len(in_flight)):
                     in_flight.add(self._sending.submit(self._send, spooled))
             if not in_flight:
                 return sent
@@ -75,6 +81,7 @@ class Drainer:
         except FileNotFoundError:  # another task's drainer sent it first
             return 0
         self.spool.remove(spooled)
+        self._warm = True
         return 1
 
     def _run(self) -> None:
