@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom import dcmread
+from pydicom.data import get_testdata_file
 
 from orca_imaging import dicom, volumes
 from orca_imaging.errors import FileRejectedError
@@ -343,6 +344,31 @@ def test_an_image_cut_before_its_pixel_data_is_truncated(element: bytes, inside:
     with pytest.raises(FileRejectedError) as caught:
         dicom.read_dicom(data[: data.index(element) + inside])
     assert caught.value.reason == "truncated"
+
+
+@pytest.mark.parametrize("element", [b"\x08\x00\x08\x00CS", b"\x08\x00\x16\x00UI"])  # ImageType; SOP Class
+@pytest.mark.parametrize("inside", [0, 2, 5])
+def test_an_object_cut_before_its_sop_uids_is_truncated_not_foreign(element: bytes, inside: int) -> None:
+    data = (CORPUS / "dicom" / "ct_small_explicit_le.dcm").read_bytes()
+    with pytest.raises(FileRejectedError) as caught:
+        dicom.read_dicom(data[: data.index(element) + inside])
+    assert caught.value.reason == "truncated" and "SOP" in caught.value.message
+
+
+def test_a_part_10_file_of_file_meta_alone_is_truncated() -> None:
+    data = (CORPUS / "dicom" / "ct_small_explicit_le.dcm").read_bytes()
+    group_length = int(dicom.read_dicom(data).file_meta.FileMetaInformationGroupLength)
+    # The preamble and DICM, the group's length element (12 bytes), then the rest of the group.
+    with pytest.raises(FileRejectedError) as caught:
+        dicom.read_dicom(data[: 132 + 12 + group_length])
+    assert caught.value.reason == "truncated"
+
+
+def test_a_dicomdir_has_no_sop_uids_and_is_no_object() -> None:
+    data = Path(get_testdata_file("DICOMDIR")).read_bytes()  # type: ignore[arg-type]
+    with pytest.raises(FileRejectedError) as caught:
+        dicom.read_dicom(data)
+    assert caught.value.reason == "not_dicom"
 
 
 def test_a_deflated_object_cut_short_is_truncated() -> None:
