@@ -141,7 +141,7 @@ class LocalStack:
     def stop(self) -> None:
         for service in reversed(self.config.services):
             service.stop()
-        self._stop_executions()
+        self.stop_executions()
         if self.scheduler:
             self.scheduler.stop()
         for pump in self.pumps:
@@ -152,8 +152,9 @@ class LocalStack:
             self._moto.stop()
         self._restore_env()
 
-    def _stop_executions(self) -> None:
-        """Batch trackers poll until their batch ends; stop them with the stack."""
+    def stop_executions(self) -> None:
+        """Stop the running state machines. A batch tracker polls until its batch ends: the
+        stack stops them as it stops, and tests stop those their batches left behind."""
         if not self.resources:
             return
         sfn = self.client("stepfunctions")
