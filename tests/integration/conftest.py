@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 
 CLINICS = ("clinic-a", "clinic-b")
+PATIENTS = ("pat_1", "pat_2")
 # The session's stack, once a test has asked for it.
 _started: list[LocalStack] = []
-PATIENTS = ("pat_1", "pat_2")
 
 
 @pytest.fixture(scope="session")

@@ -40,8 +40,8 @@ def post_file(target: dict[str, Any], path: Path) -> None:
     assert response.status_code == 204, response.text
 
 
-# Generous: it only bounds how long a failure takes to show. Fifty real photos took 97 s on
-# a busy two-core machine, most of them the 24 MP and HEIC ones.
+# Generous: it only bounds how long a failure takes to show. Fifty real photos took 26-34 s
+# here, and 97 s once on a machine kept busy (by batch trackers left polling, since stopped).
 def wait_for_batch(client: ApiClient, batch_id: str, *statuses: str, timeout: float = 300) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         view: dict[str, Any] = client.get(f"/upload/batch/{batch_id}").json()
