@@ -80,7 +80,7 @@ def read_dicom(data: bytes) -> Dataset:
     except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, NotImplementedError) as e:
         raise FileRejectedError("not_dicom", "the file is not a DICOM object") from e
     missing = [name for name in ("SOPClassUID", "SOPInstanceUID") if _absent(dataset, name)]
-    if len(missing) == 2 and _cut_before_its_uids(data, dataset):
+    if len(missing) == 2 and _cut_before_its_uids(dataset):
         raise FileRejectedError("truncated", "the file ends before its SOP Class and Instance UIDs")
     if missing:
         raise FileRejectedError(
@@ -106,17 +106,16 @@ def read_dicom(data: bytes) -> Dataset:
 
 
 _SOP_INSTANCE_UID = 0x00080018
-_PART_10_MAGIC = slice(128, 132)  # b"DICM", after the preamble
 
 
-def _cut_before_its_uids(data: bytes, dataset: Dataset) -> bool:
-    """A Part 10 file whose dataset stops before (0008,0016) and (0008,0018), among the first
-    elements of every object: it was cut there, or right after its file meta. pydicom reads
-    what comes before the cut and stops quietly. (A DICOMDIR has no SOP UIDs either, but
-    holds group 0004: it is no object, and stays `not_dicom`.)"""
-    return data[_PART_10_MAGIC] == b"DICM" and all(
-        0x00080000 <= tag < _SOP_INSTANCE_UID for tag in dataset._dict
-    )
+def _cut_before_its_uids(dataset: Dataset) -> bool:
+    """A Part 10 file (pydicom found its preamble and DICM) whose dataset stops before
+    (0008,0016) and (0008,0018), among the first elements of every object: it was cut there,
+    or right after its file meta. pydicom reads what comes before the cut and stops quietly.
+    (A DICOMDIR has no SOP UIDs either, but holds group 0004: it is no object, and stays
+    `not_dicom`.)"""
+    part_10 = getattr(dataset, "preamble", None) is not None
+    return part_10 and all(0x00080000 <= tag < _SOP_INSTANCE_UID for tag in dataset._dict)
 
 
 # Where an image's samples are: pixel data (integer, float, double float), or the spectroscopy
