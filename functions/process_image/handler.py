@@ -1,7 +1,8 @@
 """Intake consumer: S3 ObjectCreated events from SQS, with partial batch failures.
 
-Wiring only: each record's objects go to `orca_imaging.intake`. A record that raises is
-reported as a batch item failure and retried by SQS, then dead-lettered.
+Wiring only: each record's objects go to `orca_imaging.pipeline`. A record that raises is
+reported as a batch item failure and retried by SQS; on its last receive, a file that still
+fails is rejected (`processing_failed`) rather than left to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 from functions import started
 from orca_imaging import clients, intake, pipeline, repository
 from orca_imaging.consumers import sqs_handler
+from orca_imaging.resources import queue_feeding
 from orca_imaging.settings import ConsumerSettings, load
 
 if TYPE_CHECKING:
@@ -18,9 +20,11 @@ if TYPE_CHECKING:
 
 SETTINGS = load(ConsumerSettings)
 repository.bind_tables(SETTINGS)
+LAST_RECEIVE = queue_feeding("process_image").max_receive_count
 
 
 def handle_record(record: SQSRecord) -> None:
+    last_attempt = int(record.attributes.approximate_receive_count) >= LAST_RECEIVE
     for created in intake.object_created_events(record.json_body):
         pipeline.process_original(
             created,
@@ -28,6 +32,7 @@ def handle_record(record: SQSRecord) -> None:
             events=clients.events(),
             settings=SETTINGS,
             message_id=record.message_id,
+            last_attempt=last_attempt,
         )
 
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+
+from orca_imaging.observability import METRICS_NAMESPACE, SERVICE
 
 if TYPE_CHECKING:
     from aws_cdk import aws_sns as sns
@@ -28,3 +31,15 @@ def alarm_on_any(
     )
     alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
     return alarm
+
+
+def service_metric(name: str, statistic: str) -> cloudwatch.Metric:
+    """A metric our functions and the DICOM service publish with Powertools (its namespace
+    and `service` dimension), over five minutes."""
+    return cloudwatch.Metric(
+        namespace=METRICS_NAMESPACE,
+        metric_name=name,
+        dimensions_map={"service": SERVICE},
+        statistic=statistic,
+        period=Duration.minutes(5),
+    )

@@ -30,13 +30,13 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.constructs.alarms import alarm_on_any
+from infra.constructs.alarms import alarm_on_any, service_metric
 from infra.constructs.logs import encrypted_log_group
 from infra.constructs.nag import acknowledge
 from infra.constructs.permissions import new_originals_only
 from orca_imaging.keys import original_key
 from orca_imaging.models import ImageModel
-from orca_imaging.observability import METRICS_NAMESPACE, SERVICE
+from orca_imaging.observability import SERVICE
 from orca_imaging.resources import settings_env
 from orca_imaging.settings import ScpSettings
 
@@ -65,18 +65,6 @@ TLS_SECRET_KEYS = {
     "ORCA_TLS_CLIENT_CA": "clientCa",
 }
 SPOOL_OWNER = "1000"  # the image's unprivileged user (services/dicom_scp/Dockerfile)
-
-
-def service_metric(name: str, statistic: str) -> cloudwatch.Metric:
-    """A metric the service publishes with Powertools (namespace and `service` dimension),
-    over five minutes."""
-    return cloudwatch.Metric(
-        namespace=METRICS_NAMESPACE,
-        metric_name=name,
-        dimensions_map={"service": SERVICE},
-        statistic=statistic,
-        period=Duration.minutes(5),
-    )
 
 
 class DicomService(Construct):

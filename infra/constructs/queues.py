@@ -1,7 +1,8 @@
 """SQS (with a dead-letter queue) -> consumer, from `resources.QUEUES`: fed by a bucket's
 ObjectCreated events, or by the functions that send to it. A message in the dead-letter
-queue is work its consumer gave up on (a file never processed, a PACS retrieve left
-RUNNING): it raises an alarm."""
+queue is work its consumer gave up on (a PACS retrieve left RUNNING): it raises an alarm,
+as does a consumer's own metric for work it settled as failed on a message's last receive
+(a file rejected `processing_failed`)."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constructs.alarms import alarm_on_any
+from infra.constructs.alarms import alarm_on_any, service_metric
 from infra.constructs.nag import acknowledge
 
 if TYPE_CHECKING:
+    from aws_cdk import aws_cloudwatch as cloudwatch
+
     from orca_imaging.resources import QueueSpec
 
 
@@ -73,6 +76,18 @@ class ConsumerQueue(Construct):
             ),
             topic=alarm_topic,
         )
+        self.gave_up_alarm: cloudwatch.Alarm | None = None
+        if spec.gave_up_metric:
+            self.gave_up_alarm = alarm_on_any(
+                self,
+                "GaveUpAlarm",
+                service_metric(spec.gave_up_metric, "Sum"),
+                description=(
+                    f"{spec.consumer} failed {spec.max_receive_count} times on a message of the "
+                    f"{spec.construct_id} queue, and settled its work as failed ({spec.gave_up_metric})."
+                ),
+                topic=alarm_topic,
+            )
         if bucket is not None:
             self._fed_by(bucket)
 

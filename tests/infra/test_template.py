@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from orca_imaging.models import TABLE_MODELS
+from orca_imaging.observability import METRICS_NAMESPACE, SERVICE
 from orca_imaging.resources import FUNCTIONS, QUEUES, ROUTES, SCHEDULES, function
 
 if TYPE_CHECKING:
@@ -92,6 +93,24 @@ def test_intake_queues_are_encrypted_and_dead_letter_after_max_receives_with_an_
         assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq_id, "QueueName"]}}]
         assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
         assert alarm["AlarmActions"] == [{"Ref": synth.logical_id(synth.stack.alarms)}]
+    # Work a consumer settles as failed on the last receive never reaches the dead letters:
+    # its own metric pages the operators instead.
+    for spec in QUEUES:
+        gave_up = synth.stack.queues[spec.construct_id].gave_up_alarm
+        if spec.gave_up_metric is None:
+            assert gave_up is None
+            continue
+        assert gave_up is not None
+        alarm = synth.json["Resources"][synth.logical_id(gave_up)]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == (METRICS_NAMESPACE, spec.gave_up_metric)
+        assert alarm["Dimensions"] == [{"Name": "service", "Value": SERVICE}]
+        assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+            "Sum",
+            0,
+            "GreaterThanThreshold",
+        )
+        assert alarm["AlarmActions"] == [{"Ref": synth.logical_id(synth.stack.alarms)}]
+    assert {spec.gave_up_metric for spec in QUEUES} >= {"ProcessingFailed"}
     mappings = synth.resources("AWS::Lambda::EventSourceMapping")
     assert all(
         m["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"] for m in mappings.values()

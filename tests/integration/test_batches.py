@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from itertools import cycle, islice
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from orca_imaging import settings
+from orca_imaging import pipeline, settings
+from orca_imaging.resources import function, queue_feeding
 from tests.conftest import CORPUS, corpus_files
 from tests.integration.conftest import ApiClient, s3_event, watch_events
 
@@ -49,6 +52,24 @@ def wait_for_batch(client: ApiClient, batch_id: str, *statuses: str, timeout: fl
 
     result: dict[str, Any] = client.stack.wait_until(done, timeout=timeout, interval=0.5)
     return result
+
+
+def delivered(stack: LocalStack, body: str, *, receive_count: int) -> Any:
+    """The intake consumer's answer to one SQS message on its `receive_count`th receive (a
+    count the queue keeps, which a test cannot otherwise set without waiting out the
+    visibility timeout that many times)."""
+    assert stack.resources is not None
+    record = {
+        "messageId": f"receive-{receive_count}",
+        "receiptHandle": "handle",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": str(receive_count)},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:intake",
+        "awsRegion": "us-east-1",
+    }
+    return stack.host.invoke(function("process_image"), {"Records": [record]})
 
 
 @pytest.fixture
@@ -229,3 +250,52 @@ def test_every_bad_photo_is_handled_with_its_reason_beside_good_ones(fresh_docto
     assert [outcomes[p.name][0] for p in good] == ["SUCCEEDED"] * 3
     assert {e["reason"] for e in view["errors"]} == {"truncated"} and len(view["errors"]) == 4
     assert (view["succeeded"], view["failed"]) == (8, 4)
+
+
+def test_a_file_that_fails_every_receive_is_rejected_on_the_last(
+    fresh_doctor: ApiClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fault no retry cures (a decoder bug on one file) would dead-letter the file's message
+    and leave it PROCESSING, its batch never complete. Every receive but the last raises, so
+    SQS retries it; the last rejects it with a reason, and the batch completes. (A clinic of
+    its own: a photo seen before there is finished as a duplicate, never processed.)"""
+    files = [p for p in PHOTOS if p.suffix.lower() == ".jpg"][:2]
+    batch = fresh_doctor.post("/upload/batch", batch_body(files)).json()
+    doomed = batch["targets"][1]["imageId"]
+    process_photo = pipeline.PROCESSORS["jpeg"]
+
+    def fails_on_the_doomed(image: Any, *rest: Any) -> Any:
+        if image.image_id == doomed:
+            raise RuntimeError("a decoder bug")
+        return process_photo(image, *rest)
+
+    monkeypatch.setitem(pipeline.PROCESSORS, "jpeg", fails_on_the_doomed)
+    for target, path in zip(batch["targets"], files, strict=True):
+        post_file(target, path)
+    received = fresh_doctor.wait_for_status(doomed, "PROCESSING")
+    assert fresh_doctor.stack.resources is not None
+    bucket = fresh_doctor.stack.resources.values["originals_bucket"]
+    body = s3_event(bucket, batch["targets"][1]["fields"]["key"], received["objectVersion"])
+
+    queue = queue_feeding("process_image")
+    last = queue.max_receive_count
+    with pytest.raises(BatchProcessingError, match="a decoder bug"):  # a batch of one, all failed
+        delivered(fresh_doctor.stack, body, receive_count=last - 1)
+    assert fresh_doctor.get(f"/images/{doomed}").json()["status"] == "PROCESSING"
+    capsys.readouterr()
+    assert delivered(fresh_doctor.stack, body, receive_count=last) == {"batchItemFailures": []}
+    # The metric the queue's alarm watches (EMF, one JSON line per flush).
+    printed = capsys.readouterr().out.splitlines()
+    flushed = [json.loads(line) for line in printed if line.startswith('{"_aws"')]
+    assert any(emf.get(queue.gave_up_metric) == [1.0] for emf in flushed)
+
+    view = wait_for_batch(fresh_doctor, batch["batchId"], "COMPLETED", "COMPLETED_WITH_ERRORS")
+    assert view["status"] == "COMPLETED_WITH_ERRORS"
+    assert (view["succeeded"], view["failed"]) == (1, 1)
+    (error,) = view["errors"]
+    assert (error["imageId"], error["reason"]) == (doomed, "processing_failed")
+    assert "a decoder bug" not in error["message"]  # the clinic is told what, not the trace
+    quarantined = fresh_doctor.stack.client("s3").get_object(
+        Bucket=bucket, Key=f"quarantine/clinic/{fresh_doctor.clinic}/{doomed}"
+    )
+    assert quarantined["Body"].read() == files[1].read_bytes()

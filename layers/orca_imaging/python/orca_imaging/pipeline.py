@@ -275,7 +275,11 @@ def process_original(
     events: EventBridgeClient,
     settings: ConsumerSettings,
     message_id: str | None = None,
+    last_attempt: bool = False,
 ) -> Received:
+    """Receive one original and process it. A failure other than a rejection is raised, so
+    that SQS delivers the file again; on its `last_attempt` the file is rejected instead
+    (`processing_failed`), with its original quarantined."""
     logger.set_correlation_id(message_id)
     received = receive_original(created, s3=s3, correlation_id=message_id)
     image = received.image
@@ -310,6 +314,18 @@ def process_original(
         changes = processor(image, received.stored, s3, settings)
     except FileRejectedError as rejection:
         _reject(image, rejection, s3=s3, events=events, settings=settings)
+        return received
+    except Exception:
+        if not last_attempt:
+            raise
+        # Dead-lettered, the file would stay PROCESSING for good and its batch never
+        # complete: the clinic is told instead, and an operator alarmed (the metric).
+        logger.exception("processing failed on the last attempt: the file is rejected")
+        metrics.add_metric(name="ProcessingFailed", unit="Count", value=1)
+        failed = FileRejectedError(
+            "processing_failed", "the file could not be processed; its original is kept and operators alerted"
+        )
+        _reject(image, failed, s3=s3, events=events, settings=settings)
         return received
     status = _processed_status(changes.get("patient_id") or image.patient_id)
     if not _finish(image, status, "IMAGE_PROCESSED", "succeeded", changes):

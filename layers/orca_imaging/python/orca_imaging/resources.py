@@ -174,6 +174,9 @@ class QueueSpec:
     senders: tuple[str, ...] = ()
     # AWS advises a visibility timeout of at least six times the consumer's timeout.
     visibility_timeout_seconds: int = field(default=0)
+    # The metric the consumer adds when, on a message's last receive, it settles the work
+    # as failed rather than let SQS dead-letter it: alarmed like a dead letter.
+    gave_up_metric: str | None = None
 
     def visibility_timeout(self) -> int:
         return self.visibility_timeout_seconds or 6 * function(self.consumer).timeout_seconds
@@ -187,6 +190,9 @@ QUEUES: tuple[QueueSpec, ...] = (
         prefix=INTAKE_PREFIX,
         batch_size=10,
         max_receive_count=5,
+        # A file whose processing fails on every receive is rejected `processing_failed` on
+        # the last: dead-lettered, it would stay PROCESSING, and its batch never complete.
+        gave_up_metric="ProcessingFailed",
     ),
     QueueSpec(
         construct_id="PacsRetrieves",
@@ -199,6 +205,11 @@ QUEUES: tuple[QueueSpec, ...] = (
         max_receive_count=2,
     ),
 )
+
+
+def queue_feeding(consumer: str) -> QueueSpec:
+    """The queue whose messages `consumer` (a FunctionSpec name) receives."""
+    return next(spec for spec in QUEUES if spec.consumer == consumer)
 
 
 # ---------------------------------------------------------------- API
