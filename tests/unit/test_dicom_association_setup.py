@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from pynetdicom import AE
+from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 
 from orca_imaging import dicom_transport, observability
@@ -263,4 +264,38 @@ def test_a_connection_whose_set_up_thread_cannot_start_is_not_left_counted(
             server.process_request(request, ("127.0.0.1", 1))
         assert mine.mine() == 0
     finally:
+        server.server_close()
+
+
+@pytest.mark.parametrize("failing", ["set-up", "thread start"])
+def test_an_association_that_never_runs_is_not_left_counted(
+    two_receivers: tuple[LoadBoard, LoadBoard], monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Out of descriptors, its wake-up socket cannot be made; out of threads, its thread
+    cannot start. Left counted, the receiver would look busier than it is for good, and
+    the others would take its share of devices."""
+    mine, other = two_receivers
+
+    def fails(*_: Any) -> None:
+        raise OSError(24, "Too many open files")
+
+    if failing == "set-up":
+        monkeypatch.setattr(dicom_transport._WakingDul, "start_waking", fails)  # noqa: SLF001
+    else:
+        monkeypatch.setattr(Association, "start", fails)
+    ae = AE(ae_title="ORCA")
+    ae.add_supported_context(Verification)
+    listener = shared_listener("127.0.0.1", 0)
+    server = ae.make_server(("127.0.0.1", 0), server_class=AssociationServer, listening=listener, board=mine)
+    assert isinstance(server, AssociationServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with socket.create_connection(listener.getsockname(), timeout=5) as device:
+            assert device.recv(1) == b""  # closed by the server, with no association
+        deadline = time.monotonic() + 5
+        while other.least_of_others() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert other.least_of_others() == 0
+    finally:
+        server.shutdown()
         server.server_close()

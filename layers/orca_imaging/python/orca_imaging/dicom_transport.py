@@ -335,6 +335,13 @@ class _WakingDul(DULServiceProvider):
 class _StreamingAssociation(Association):
     served_by: AssociationServer
 
+    def start(self) -> None:
+        """Once its thread runs, that thread counts the connection off when it ends; until
+        then (a set-up that fails, a thread that cannot start), the connection's set-up
+        thread does (`AssociationServer.process_request_thread`)."""
+        super().start()
+        self.served_by.association_made()
+
     def run(self) -> None:
         """The association's thread: however it ends (refused, released, aborted, cut off),
         its server counts it off once it is over."""
@@ -363,7 +370,6 @@ class _RequestHandler(RequestHandler):
         association.__class__ = _StreamingAssociation
         assert isinstance(association, _StreamingAssociation)
         association.served_by = self.server
-        self.server.association_made()
         # The parts pynetdicom made for this connection, with the changes above. Swapping the
         # class keeps their state (the socket is made once: a second would signal the
         # connection twice).
@@ -465,8 +471,8 @@ class AssociationServer(ThreadedAssociationServer):
                 self.connection_over()
 
     def association_made(self) -> None:
-        """The connection's association exists, its thread about to start: from here it is
-        counted off when that thread ends (`_StreamingAssociation.run`)."""
+        """The connection's association thread has started: from here it is counted off
+        when that thread ends (`_StreamingAssociation.run`)."""
         self._handing_over.done = True
 
     def connection_over(self) -> None:
