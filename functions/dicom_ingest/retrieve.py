@@ -1,7 +1,8 @@
 """PACS retrieve consumer: runs the retrieves the API queued, one message each.
 
 Wiring only: each message names a retrieve record, which `orca_imaging.pacs.run_retrieve`
-runs and finishes. A message that raises is retried by SQS, then dead-lettered.
+runs and finishes. A message that raises is retried by SQS; on its last receive, a retrieve
+that still fails is finished FAILED rather than left RUNNING in the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from functions import started
 from orca_imaging import pacs, repository
-from orca_imaging.consumers import sqs_handler
+from orca_imaging.consumers import is_last_receive, sqs_handler
 from orca_imaging.observability import logger
 from orca_imaging.settings import PacsSettings, load
 
@@ -25,7 +26,8 @@ def handle_record(record: SQSRecord) -> None:
     message = record.json_body
     logger.set_correlation_id(message.get("correlationId"))  # the API request that queued it
     logger.append_keys(retrieve_id=message["retrieveId"])
-    pacs.run_retrieve(message["clinicId"], message["retrieveId"], SETTINGS)
+    last_attempt = is_last_receive(record, "pacs_retrieve")
+    pacs.run_retrieve(message["clinicId"], message["retrieveId"], SETTINGS, last_attempt=last_attempt)
 
 
 lambda_handler = sqs_handler(handle_record)

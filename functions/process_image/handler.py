@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING
 
 from functions import started
 from orca_imaging import clients, intake, pipeline, repository
-from orca_imaging.consumers import sqs_handler
-from orca_imaging.resources import queue_feeding
+from orca_imaging.consumers import is_last_receive, sqs_handler
 from orca_imaging.settings import ConsumerSettings, load
 
 if TYPE_CHECKING:
@@ -20,11 +19,10 @@ if TYPE_CHECKING:
 
 SETTINGS = load(ConsumerSettings)
 repository.bind_tables(SETTINGS)
-LAST_RECEIVE = queue_feeding("process_image").max_receive_count
 
 
 def handle_record(record: SQSRecord) -> None:
-    last_attempt = int(record.attributes.approximate_receive_count) >= LAST_RECEIVE
+    last_attempt = is_last_receive(record, "process_image")
     for created in intake.object_created_events(record.json_body):
         pipeline.process_original(
             created,

@@ -1,8 +1,8 @@
 """SQS (with a dead-letter queue) -> consumer, from `resources.QUEUES`: fed by a bucket's
 ObjectCreated events, or by the functions that send to it. A message in the dead-letter
-queue is work its consumer gave up on (a PACS retrieve left RUNNING): it raises an alarm,
-as does a consumer's own metric for work it settled as failed on a message's last receive
-(a file rejected `processing_failed`)."""
+queue is work its consumer never finished (it crashed or timed out on every receive): it
+raises an alarm, as does the consumer's own metric for work it settled as failed on a
+message's last receive (a file rejected `processing_failed`, a retrieve FAILED)."""
 
 from __future__ import annotations
 

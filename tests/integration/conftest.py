@@ -11,6 +11,7 @@ import requests
 from orca_imaging.auth import Role
 from orca_imaging.local.dicom import LocalDicomService
 from orca_imaging.local.stack import LocalStack, LocalStackConfig
+from orca_imaging.resources import function
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -131,6 +132,23 @@ def s3_event(bucket: str, key: str, version_id: str | None) -> str:
     return json.dumps(
         {"Records": [{"eventName": "ObjectCreated:Post", "s3": {"bucket": {"name": bucket}, "object": obj}}]}
     )
+
+
+def delivered(stack: LocalStack, consumer: str, body: str, *, receive_count: int) -> Any:
+    """`consumer`'s answer to one SQS message on its `receive_count`th receive: a count the
+    queue keeps, which a test could otherwise set only by waiting out the visibility
+    timeout that many times."""
+    record = {
+        "messageId": f"receive-{receive_count}",
+        "receiptHandle": "handle",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": str(receive_count)},
+        "messageAttributes": {},
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:us-east-1:000000000000:{consumer}",
+        "awsRegion": "us-east-1",
+    }
+    return stack.host.invoke(function(consumer), {"Records": [record]})
 
 
 def watch_events(stack: LocalStack, detail_type: str, *, key: str) -> Any:

@@ -12,9 +12,9 @@ import requests
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from orca_imaging import pipeline, settings
-from orca_imaging.resources import function, queue_feeding
+from orca_imaging.resources import queue_feeding
 from tests.conftest import CORPUS, corpus_files
-from tests.integration.conftest import ApiClient, s3_event, watch_events
+from tests.integration.conftest import ApiClient, delivered, s3_event, watch_events
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,24 +52,6 @@ def wait_for_batch(client: ApiClient, batch_id: str, *statuses: str, timeout: fl
 
     result: dict[str, Any] = client.stack.wait_until(done, timeout=timeout, interval=0.5)
     return result
-
-
-def delivered(stack: LocalStack, body: str, *, receive_count: int) -> Any:
-    """The intake consumer's answer to one SQS message on its `receive_count`th receive (a
-    count the queue keeps, which a test cannot otherwise set without waiting out the
-    visibility timeout that many times)."""
-    assert stack.resources is not None
-    record = {
-        "messageId": f"receive-{receive_count}",
-        "receiptHandle": "handle",
-        "body": body,
-        "attributes": {"ApproximateReceiveCount": str(receive_count)},
-        "messageAttributes": {},
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:intake",
-        "awsRegion": "us-east-1",
-    }
-    return stack.host.invoke(function("process_image"), {"Records": [record]})
 
 
 @pytest.fixture
@@ -280,10 +262,11 @@ def test_a_file_that_fails_every_receive_is_rejected_on_the_last(
     queue = queue_feeding("process_image")
     last = queue.max_receive_count
     with pytest.raises(BatchProcessingError, match="a decoder bug"):  # a batch of one, all failed
-        delivered(fresh_doctor.stack, body, receive_count=last - 1)
+        delivered(fresh_doctor.stack, "process_image", body, receive_count=last - 1)
     assert fresh_doctor.get(f"/images/{doomed}").json()["status"] == "PROCESSING"
     capsys.readouterr()
-    assert delivered(fresh_doctor.stack, body, receive_count=last) == {"batchItemFailures": []}
+    answer = delivered(fresh_doctor.stack, "process_image", body, receive_count=last)
+    assert answer == {"batchItemFailures": []}
     # The metric the queue's alarm watches (EMF, one JSON line per flush).
     printed = capsys.readouterr().out.splitlines()
     flushed = [json.loads(line) for line in printed if line.startswith('{"_aws"')]

@@ -5,11 +5,17 @@ does (SQS delivers at least once). Retrieves that bring objects in are in
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
-from orca_imaging import pacs, repository
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from orca_imaging import pacs, pacs_scu, repository
 from orca_imaging.local.stack import free_port
+from orca_imaging.resources import queue_feeding
 from orca_imaging.settings import PacsSettings, load
+from tests.integration.conftest import delivered
 from tests.integration.test_dicom_service import new_clinic_with_node
 
 if TYPE_CHECKING:
@@ -69,3 +75,33 @@ def test_a_retrieve_whose_run_died_is_run_again(stack: LocalStack) -> None:
     assert again["status"] == "FAILED" and again["updatedAt"] > job["updatedAt"]
     failures = [e for e in repository.audit_trail(admin.clinic, node) if e.action == "PACS_RETRIEVE_FAILED"]
     assert len(failures) == 2
+
+
+def test_a_retrieve_failing_on_every_receive_fails_on_the_last_with_a_reason(
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error (not an unreachable PACS, which fails at once) is tried again;
+    dead-lettered after its last receive, the retrieve would read RUNNING for good."""
+
+    def broken(*_: Any, **__: Any) -> dict[str, int]:
+        raise RuntimeError("a bug in the retrieve")
+
+    monkeypatch.setattr(pacs_scu, "retrieve", broken)
+    admin, node = new_clinic_with_node(stack, host="127.0.0.1", port=free_port())
+    queued = admin.post("/dicom/retrieve", {"node": node, "studyInstanceUid": "1.2.840.1", "method": "get"})
+    retrieve_id = queued.json()["retrieveId"]
+    path = f"/dicom/retrieve/{retrieve_id}"
+    stack.wait_until(lambda: admin.get(path).json()["status"] == "RUNNING")  # the queue's first receive
+    body = json.dumps({"clinicId": admin.clinic, "retrieveId": retrieve_id, "correlationId": None})
+
+    last = queue_feeding("pacs_retrieve").max_receive_count
+    with pytest.raises(BatchProcessingError, match="a bug in the retrieve"):
+        delivered(stack, "pacs_retrieve", body, receive_count=last - 1)
+    assert admin.get(path).json()["status"] == "RUNNING"
+    assert delivered(stack, "pacs_retrieve", body, receive_count=last) == {"batchItemFailures": []}
+
+    job = admin.get(path).json()
+    assert job["status"] == "FAILED"
+    assert job["reason"] == "the retrieve failed unexpectedly; operators were alerted"
+    trail = [e.action for e in repository.audit_trail(admin.clinic, node)]
+    assert "PACS_RETRIEVE_FAILED" in trail

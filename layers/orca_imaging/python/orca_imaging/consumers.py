@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from orca_imaging.observability import logger, metrics
+from orca_imaging.resources import queue_feeding
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,3 +33,9 @@ def sqs_handler(
         )
 
     return lambda_handler
+
+
+def is_last_receive(record: SQSRecord, consumer: str) -> bool:
+    """Whether SQS dead-letters this message if `consumer` fails it once more: the last
+    chance to settle its work as failed, with a reason, rather than leave it unfinished."""
+    return int(record.attributes.approximate_receive_count) >= queue_feeding(consumer).max_receive_count

@@ -141,10 +141,12 @@ def retrieve_status(principal: Principal, retrieve_id: str) -> dict[str, Any]:
     return describe(repository.get_pacs_retrieve(principal.clinic_id, retrieve_id))
 
 
-def run_retrieve(clinic_id: str, retrieve_id: str, settings: PacsSettings) -> None:
+def run_retrieve(
+    clinic_id: str, retrieve_id: str, settings: PacsSettings, *, last_attempt: bool = False
+) -> None:
     """The consumer's part: run a queued retrieve and record how it ended. A PACS that cannot
     be reached, or a node removed since, fails the retrieve; anything else raises, for the
-    queue to deliver it again."""
+    queue to deliver it again, and on the `last_attempt` fails it too."""
     job = repository.get_pacs_retrieve(clinic_id, retrieve_id)
     if job.status in (RetrieveStatus.COMPLETED, RetrieveStatus.FAILED):
         logger.info("PACS retrieve already finished", extra={"status": job.status})
@@ -166,6 +168,15 @@ def run_retrieve(clinic_id: str, retrieve_id: str, settings: PacsSettings) -> No
         metrics.add_metric(name="PacsRetrieveFailures", unit="Count", value=1)
         logger.warning("PACS retrieve failed", extra={"retrieve_id": retrieve_id, "node": job.node})
         _finish(job, RetrieveStatus.FAILED, reason=str(e))
+        return
+    except Exception:
+        if not last_attempt:
+            raise
+        # Dead-lettered, it would stay RUNNING for good: the admin is told it failed, and an
+        # operator alarmed (the metric).
+        logger.exception("PACS retrieve failed on the last attempt", extra={"retrieve_id": retrieve_id})
+        metrics.add_metric(name="PacsRetrieveErrors", unit="Count", value=1)
+        _finish(job, RetrieveStatus.FAILED, reason="the retrieve failed unexpectedly; operators were alerted")
         return
     metrics.add_metric(name="PacsObjectsRetrieved", unit="Count", value=counts["completed"])
     if counts["failed"]:

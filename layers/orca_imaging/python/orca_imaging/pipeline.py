@@ -323,7 +323,8 @@ def process_original(
         logger.exception("processing failed on the last attempt: the file is rejected")
         metrics.add_metric(name="ProcessingFailed", unit="Count", value=1)
         failed = FileRejectedError(
-            "processing_failed", "the file could not be processed; its original is kept and operators alerted"
+            "processing_failed",
+            "the file could not be processed; its original is kept, and operators were alerted",
         )
         _reject(image, failed, s3=s3, events=events, settings=settings)
         return received

@@ -201,8 +201,9 @@ QUEUES: tuple[QueueSpec, ...] = (
         senders=("upload_url",),
         batch_size=1,  # each retrieve takes its own invocation's 15 minutes
         # A PACS that cannot be reached fails the retrieve on the record, not the message:
-        # only an unexpected error is tried again.
+        # only an unexpected error is tried again, and on the last receive it fails it too.
         max_receive_count=2,
+        gave_up_metric="PacsRetrieveErrors",
     ),
 )
 
