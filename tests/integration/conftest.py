@@ -151,6 +151,17 @@ def delivered(stack: LocalStack, consumer: str, body: str, *, receive_count: int
     return stack.host.invoke(function(consumer), {"Records": [record]})
 
 
+def emitted_metrics(printed: str) -> set[str]:
+    """The names of the metrics flushed in `printed`: Powertools writes them as EMF, a JSON
+    line each flush, which CloudWatch turns into metrics."""
+    names = set()
+    for line in printed.splitlines():
+        if line.startswith('{"_aws"'):
+            for declared in json.loads(line)["_aws"]["CloudWatchMetrics"]:
+                names |= {metric["Name"] for metric in declared["Metrics"]}
+    return names
+
+
 def watch_events(stack: LocalStack, detail_type: str, *, key: str) -> Any:
     """Route one detail-type from the bus to a queue of its own; return a finder that
     waits for the event whose detail[key] is the given value."""

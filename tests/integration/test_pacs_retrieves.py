@@ -15,7 +15,7 @@ from orca_imaging import pacs, pacs_scu, repository
 from orca_imaging.local.stack import free_port
 from orca_imaging.resources import queue_feeding
 from orca_imaging.settings import PacsSettings, load
-from tests.integration.conftest import delivered
+from tests.integration.conftest import delivered, emitted_metrics
 from tests.integration.test_dicom_service import new_clinic_with_node
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def test_a_retrieve_whose_run_died_is_run_again(stack: LocalStack) -> None:
 
 
 def test_a_retrieve_failing_on_every_receive_fails_on_the_last_with_a_reason(
-    stack: LocalStack, monkeypatch: pytest.MonkeyPatch
+    stack: LocalStack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An unexpected error (not an unreachable PACS, which fails at once) is tried again;
     dead-lettered after its last receive, the retrieve would read RUNNING for good."""
@@ -94,11 +94,14 @@ def test_a_retrieve_failing_on_every_receive_fails_on_the_last_with_a_reason(
     stack.wait_until(lambda: admin.get(path).json()["status"] == "RUNNING")  # the queue's first receive
     body = json.dumps({"clinicId": admin.clinic, "retrieveId": retrieve_id, "correlationId": None})
 
-    last = queue_feeding("pacs_retrieve").max_receive_count
+    queue = queue_feeding("pacs_retrieve")
     with pytest.raises(BatchProcessingError, match="a bug in the retrieve"):
-        delivered(stack, "pacs_retrieve", body, receive_count=last - 1)
+        delivered(stack, "pacs_retrieve", body, receive_count=queue.max_receive_count - 1)
     assert admin.get(path).json()["status"] == "RUNNING"
-    assert delivered(stack, "pacs_retrieve", body, receive_count=last) == {"batchItemFailures": []}
+    capsys.readouterr()
+    answer = delivered(stack, "pacs_retrieve", body, receive_count=queue.max_receive_count)
+    assert answer == {"batchItemFailures": []}
+    assert queue.gave_up_metric in emitted_metrics(capsys.readouterr().out)  # what its alarm watches
 
     job = admin.get(path).json()
     assert job["status"] == "FAILED"
