@@ -70,6 +70,7 @@ class ImagingStack(Stack):
                 bus=bus,
                 key=key,
                 log_retention=retention,
+                alarm_topic=self.alarms,
             )
             for spec in STATE_MACHINES
         }

@@ -7,14 +7,17 @@ resource names. Its role gets exactly what the definition's tasks call.
 from __future__ import annotations
 
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra.constructs.alarms import alarm_on_any
 from infra.constructs.logs import encrypted_log_group
 from infra.constructs.nag import acknowledge
 from orca_imaging.resources import DEFINITIONS, StateMachineSpec
@@ -34,6 +37,7 @@ class BatchTracker(Construct):
         bus: events.IEventBus,
         key: kms.IKey,
         log_retention: logs.RetentionDays,
+        alarm_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
         log_group = encrypted_log_group(self, "Logs", key=key, retention=log_retention)
@@ -71,6 +75,23 @@ class BatchTracker(Construct):
                 "AwsSolutions-IAM5[Action::kms:ReEncrypt*]": KEY_GRANT,
                 "HIPAA.Security-IAMNoInlinePolicy": "The state machine role's own policy: the tasks it runs.",
             },
+        )
+
+        # A tracker that fails or times out leaves its batch PROCESSING for good: the clinic's
+        # progress never ends. (A cancel stops one: aborted, which is no fault.)
+        self.unfinished_alarm = alarm_on_any(
+            self,
+            "UnfinishedAlarm",
+            cloudwatch.MathExpression(
+                expression="failed + timedOut",
+                using_metrics={
+                    "failed": self.state_machine.metric_failed(statistic="Sum"),
+                    "timedOut": self.state_machine.metric_timed_out(statistic="Sum"),
+                },
+                period=Duration.minutes(5),
+            ),
+            description="A batch tracker failed or timed out; its batch stays PROCESSING.",
+            topic=alarm_topic,
         )
 
     def grant_control(self, fn: iam.IGrantable) -> None:

@@ -229,6 +229,24 @@ def test_the_batch_tracker_runs_the_shared_definition(synth: Synth) -> None:
     assert "lambda:invoke" not in shared and "arn:aws:lambda" not in shared
 
 
+def test_a_tracker_that_fails_or_times_out_pages_the_operators(synth: Synth) -> None:
+    """Its batch would stay PROCESSING for good. A cancel (an aborted execution) is no fault."""
+    for tracker in synth.stack.trackers.values():
+        alarm = synth.json["Resources"][synth.logical_id(tracker.unfinished_alarm)]["Properties"]
+        watched = {
+            query["MetricStat"]["Metric"]["MetricName"]: query["MetricStat"]
+            for query in alarm["Metrics"]
+            if "MetricStat" in query
+        }
+        assert set(watched) == {"ExecutionsFailed", "ExecutionsTimedOut"}
+        machine = {"Ref": synth.logical_id(tracker.state_machine)}
+        for stat in watched.values():
+            assert stat["Metric"]["Namespace"] == "AWS/States" and stat["Stat"] == "Sum"
+            assert stat["Metric"]["Dimensions"] == [{"Name": "StateMachineArn", "Value": machine}]
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+        assert alarm["AlarmActions"] == [{"Ref": synth.logical_id(synth.stack.alarms)}]
+
+
 def test_the_tracker_role_may_only_read_and_update_its_tables(synth: Synth) -> None:
     tracker = synth.stack.trackers["batch_state_machine_arn"].state_machine
     role_id = synth.logical_id(tracker.role)  # type: ignore[arg-type]
