@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sns as sns
 
+from infra.constructs.alarms import alarm_on_failing_schedule
 from infra.constructs.api import ImagingApi
 from infra.constructs.dicom_service import DicomService
 from infra.constructs.function import ROOT, ImagingFunction, SharedLayer
@@ -118,12 +120,16 @@ class ImagingStack(Stack):
         bus.grant_put_events_to(functions["process_image"])
         permissions.grant_intake(functions["dicom_ingest"])  # reads slices, writes volume previews
         permissions.grant_pacs_retrieve(functions["pacs_retrieve"])
+        self.schedule_alarms: dict[str, cloudwatch.Alarm] = {}
         for schedule in SCHEDULES:
             events.Rule(
                 self,
                 schedule.construct_id,
                 schedule=events.Schedule.rate(Duration.seconds(schedule.rate_seconds)),
                 targets=[targets.LambdaFunction(functions[schedule.function])],  # type: ignore[list-item]
+            )
+            self.schedule_alarms[schedule.construct_id] = alarm_on_failing_schedule(
+                self, schedule, functions[schedule.function], topic=self.alarms
             )
 
         for queue in self.queues.values():

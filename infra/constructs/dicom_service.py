@@ -30,7 +30,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.constructs.alarms import alarm_on_any, service_metric
+from infra.constructs.alarms import alarm_on_any, service_metric, summed
 from infra.constructs.logs import encrypted_log_group
 from infra.constructs.nag import acknowledge
 from infra.constructs.permissions import new_originals_only
@@ -296,13 +296,11 @@ class DicomService(Construct):
             "StoresFailed": alarm_on_any(
                 self,
                 "StoresFailedAlarm",
-                cloudwatch.MathExpression(
-                    expression="failed + refused",
-                    using_metrics={
+                summed(
+                    {
                         "failed": service_metric("DicomStoresFailed", "Sum"),
                         "refused": service_metric("DicomStoresRefused", "Sum"),
-                    },
-                    period=Duration.minutes(5),
+                    }
                 ),
                 description="DICOM C-STOREs answered with a failure status.",
                 topic=alarm_topic,

@@ -7,7 +7,6 @@ resource names. Its role gets exactly what the definition's tasks call.
 from __future__ import annotations
 
 from aws_cdk import Duration, Stack
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -17,7 +16,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from infra.constructs.alarms import alarm_on_any
+from infra.constructs.alarms import alarm_on_any, summed
 from infra.constructs.logs import encrypted_log_group
 from infra.constructs.nag import acknowledge
 from orca_imaging.resources import DEFINITIONS, StateMachineSpec
@@ -82,13 +81,11 @@ class BatchTracker(Construct):
         self.unfinished_alarm = alarm_on_any(
             self,
             "UnfinishedAlarm",
-            cloudwatch.MathExpression(
-                expression="failed + timedOut",
-                using_metrics={
+            summed(
+                {
                     "failed": self.state_machine.metric_failed(statistic="Sum"),
                     "timedOut": self.state_machine.metric_timed_out(statistic="Sum"),
-                },
-                period=Duration.minutes(5),
+                }
             ),
             description="A batch tracker failed or timed out; its batch stays PROCESSING.",
             topic=alarm_topic,

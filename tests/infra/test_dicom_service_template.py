@@ -114,6 +114,9 @@ def test_the_service_scales_on_cpu_and_its_alarms_page_the_operators(synth: Synt
     failed = synth.json["Resources"][synth.logical_id(synth.stack.dicom.alarms["StoresFailed"])]["Properties"]
     names = {m["MetricStat"]["Metric"]["MetricName"] for m in failed["Metrics"] if "MetricStat" in m}
     assert names == {"DicomStoresFailed", "DicomStoresRefused"}
+    # Either alone in a period still counts (plain `failed + refused` has no value there).
+    (expression,) = [m["Expression"] for m in failed["Metrics"] if "Expression" in m]
+    assert expression == "FILL(failed, 0) + FILL(refused, 0)"
     damaged = synth.json["Resources"][synth.logical_id(synth.stack.dicom.alarms["SpoolDamaged"])][
         "Properties"
     ]

@@ -239,6 +239,8 @@ def test_a_tracker_that_fails_or_times_out_pages_the_operators(synth: Synth) -> 
             if "MetricStat" in query
         }
         assert set(watched) == {"ExecutionsFailed", "ExecutionsTimedOut"}
+        (expression,) = [query["Expression"] for query in alarm["Metrics"] if "Expression" in query]
+        assert expression == "FILL(failed, 0) + FILL(timedOut, 0)"  # either alone counts
         machine = {"Ref": synth.logical_id(tracker.state_machine)}
         for stat in watched.values():
             assert stat["Metric"]["Namespace"] == "AWS/States" and stat["Stat"] == "Sum"
@@ -277,6 +279,27 @@ def test_the_api_function_may_start_and_stop_batch_executions(synth: Synth) -> N
         if f["Properties"].get("Handler") == "functions.upload_url.handler.lambda_handler"
     )
     assert "ORCA_BATCH_STATE_MACHINE_ARN" in env and "ORCA_PATIENTS_TABLE" in env
+
+
+def test_a_schedule_failing_run_after_run_pages_the_operators(synth: Synth) -> None:
+    """Nothing retries a scheduled run but the next one: its function's errors, or an item
+    of its work that keeps failing (a CBCT volume that never builds), for 15 minutes."""
+    for schedule in SCHEDULES:
+        alarm = synth.json["Resources"][synth.logical_id(synth.stack.schedule_alarms[schedule.construct_id])][
+            "Properties"
+        ]
+        stats = [query["MetricStat"] for query in alarm["Metrics"] if "MetricStat" in query]
+        function_id = synth.logical_id(synth.stack.functions[schedule.function])
+        assert {(s["Metric"]["Namespace"], s["Metric"]["MetricName"]) for s in stats} == {
+            ("AWS/Lambda", "Errors"),
+            (METRICS_NAMESPACE, schedule.error_metric),
+        }
+        errors = next(s for s in stats if s["Metric"]["MetricName"] == "Errors")
+        assert errors["Metric"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function_id}}]
+        (expression,) = [query["Expression"] for query in alarm["Metrics"] if "Expression" in query]
+        assert expression == "FILL(invocations, 0) + FILL(items, 0)"
+        assert (alarm["EvaluationPeriods"], alarm["Threshold"]) == (3, 0)
+        assert alarm["AlarmActions"] == [{"Ref": synth.logical_id(synth.stack.alarms)}]
 
 
 def _list(value: Any) -> list[Any]:

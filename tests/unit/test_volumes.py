@@ -14,6 +14,7 @@ from orca_imaging import cbct, volumes
 from orca_imaging.dicom import read_dicom
 from orca_imaging.errors import FileRejectedError
 from orca_imaging.models import ImageModel
+from orca_imaging.resources import SCHEDULES
 from orca_imaging.volumes import PlaneBuilder, SlicePlacement, order
 from tests.fixtures.dental_dicom import cbct_series, enhanced_ct, phantom, with_ds
 
@@ -108,11 +109,16 @@ def test_a_volume_that_fails_to_build_does_not_hold_up_the_ones_after_it(
     logged: list[tuple[object, ...]] = []
     monkeypatch.setattr(cbct.logger, "error", lambda *args, **kwargs: logged.append((*args, kwargs)))
     monkeypatch.setattr(cbct.logger, "exception", lambda *args, **kwargs: logged.append((*args, kwargs)))
+    counted: list[str] = []
+    monkeypatch.setattr(cbct.metrics, "add_metric", lambda *, name, **_: counted.append(name))
     settings = SimpleNamespace(series_stable_seconds=60)
     assert cbct.sweep(s3=None, settings=settings) == 1
     # The rejected one is closed for good; the one that failed stays open for the next sweep.
     assert built == ["vol_2"] and [v.image_id for v in closed] == ["vol_1"]
     assert logged == [("volume build failed; retried at the next sweep", {"extra": {"error": "ValueError"}})]
+    # Counted in the metric its schedule's alarm watches: failing sweep after sweep, it pages.
+    (sweeping,) = [s for s in SCHEDULES if s.function == "dicom_ingest"]
+    assert counted == [sweeping.error_metric, "VolumesFailed"]
 
 
 @pytest.mark.parametrize("value", [b"a\\b\\c", b"1\\2", b"nan\\inf\\1", b"1e999\\0\\0"])

@@ -319,6 +319,12 @@ class ScheduleSpec:
     construct_id: str
     function: str  # a FunctionSpec name
     rate_seconds: int
+    # The metric the function adds for an item of work that failed and is left for the next
+    # run: persisting, it is an item that will never be done (alarmed, with the function's
+    # own errors).
+    error_metric: str | None = None
 
 
-SCHEDULES: tuple[ScheduleSpec, ...] = (ScheduleSpec("SeriesSweep", "dicom_ingest", rate_seconds=60),)
+SCHEDULES: tuple[ScheduleSpec, ...] = (
+    ScheduleSpec("SeriesSweep", "dicom_ingest", rate_seconds=60, error_metric="VolumeBuildErrors"),
+)
