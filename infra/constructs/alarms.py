@@ -56,8 +56,8 @@ def alarm_on_persisting(
 
 def summed(metrics: dict[str, cloudwatch.IMetric]) -> cloudwatch.MathExpression:
     """Several counts as one, over five minutes. A count with no data in a period counts as
-    zero there: in plain metric math, `a + b` has no value where either has none, so an
-    alarm on it would miss every period in which only one of them occurred."""
+    zero there (`FILL`): metric math evaluates `a + b` only where both have a value, so an
+    alarm on it could miss a period in which only one of them occurred."""
     return cloudwatch.MathExpression(
         expression=" + ".join(f"FILL({name}, 0)" for name in metrics),
         using_metrics=metrics,
