@@ -17,8 +17,10 @@ if TYPE_CHECKING:
 
     from orca_imaging.resources import ScheduleSpec
 
-# A schedule's failures page once they have lasted this many five-minute periods: one run
-# may fail on a passing fault, and the next runs retry it.
+# Every alarm's period.
+PERIOD_MINUTES = 5
+# A schedule's failures page once they have lasted this many periods: one run may fail on a
+# passing fault, and the next runs retry it.
 SCHEDULE_FAILING_PERIODS = 3
 
 
@@ -55,25 +57,25 @@ def alarm_on_persisting(
 
 
 def summed(metrics: dict[str, cloudwatch.IMetric]) -> cloudwatch.MathExpression:
-    """Several counts as one, over five minutes. A count with no data in a period counts as
+    """Several counts as one, per period. A count with no data in a period counts as
     zero there (`FILL`): metric math evaluates `a + b` only where both have a value, so an
     alarm on it could miss a period in which only one of them occurred."""
     return cloudwatch.MathExpression(
         expression=" + ".join(f"FILL({name}, 0)" for name in metrics),
         using_metrics=metrics,
-        period=Duration.minutes(5),
+        period=Duration.minutes(PERIOD_MINUTES),
     )
 
 
 def service_metric(name: str, statistic: str) -> cloudwatch.Metric:
     """A metric our functions and the DICOM service publish with Powertools (its namespace
-    and `service` dimension), over five minutes."""
+    and `service` dimension), per period."""
     return cloudwatch.Metric(
         namespace=METRICS_NAMESPACE,
         metric_name=name,
         dimensions_map={"service": SERVICE},
         statistic=statistic,
-        period=Duration.minutes(5),
+        period=Duration.minutes(PERIOD_MINUTES),
     )
 
 
@@ -84,17 +86,17 @@ def alarm_on_failing_schedule(
     `error_metric`), run after run: nothing retries it but the next run, so the work would
     silently never be done."""
     counted: dict[str, cloudwatch.IMetric] = {"invocations": function.metric_errors(statistic="Sum")}
+    watched = "its errors"
     if schedule.error_metric:
         counted["items"] = service_metric(schedule.error_metric, "Sum")
+        watched += f", or {schedule.error_metric}"
+    minutes = PERIOD_MINUTES * SCHEDULE_FAILING_PERIODS
+    failing = f"{schedule.function} ({schedule.construct_id}) has failed for {minutes} minutes"
     return alarm_on_persisting(
         scope,
         f"{schedule.construct_id}FailingAlarm",
         summed(counted),
         periods=SCHEDULE_FAILING_PERIODS,
-        description=(
-            f"The {schedule.construct_id} schedule's {schedule.function} has failed for "
-            f"{5 * SCHEDULE_FAILING_PERIODS} minutes (its errors"
-            + (f", or {schedule.error_metric})." if schedule.error_metric else ").")
-        ),
+        description=f"{failing} ({watched}).",
         topic=topic,
     )
