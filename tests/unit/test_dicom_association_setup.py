@@ -275,9 +275,13 @@ def test_an_association_that_never_runs_is_not_left_counted(
     cannot start. Left counted, the receiver would look busier than it is for good, and
     the others would take its share of devices."""
     mine, other = two_receivers
+    failure = {
+        "set-up": OSError(24, "Too many open files"),
+        "thread start": RuntimeError("can't start new thread"),
+    }
 
     def fails(*_: Any) -> None:
-        raise OSError(24, "Too many open files")
+        raise failure[failing]
 
     if failing == "set-up":
         monkeypatch.setattr(dicom_transport._WakingDul, "start_waking", fails)  # noqa: SLF001
