@@ -12,7 +12,9 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from orca_imaging import pacs, pacs_scu, repository
+from orca_imaging.ids import new_id
 from orca_imaging.local.stack import free_port
+from orca_imaging.models import PacsRetrieveModel
 from orca_imaging.resources import queue_feeding
 from orca_imaging.settings import PacsSettings, load
 from tests.integration.conftest import delivered, emitted_metrics
@@ -88,11 +90,19 @@ def test_a_retrieve_failing_on_every_receive_fails_on_the_last_with_a_reason(
 
     monkeypatch.setattr(pacs_scu, "retrieve", broken)
     admin, node = new_clinic_with_node(stack, host="127.0.0.1", port=free_port())
-    queued = admin.post("/dicom/retrieve", {"node": node, "studyInstanceUid": "1.2.840.1", "method": "get"})
-    retrieve_id = queued.json()["retrieveId"]
-    path = f"/dicom/retrieve/{retrieve_id}"
-    stack.wait_until(lambda: admin.get(path).json()["status"] == "RUNNING")  # the queue's first receive
-    body = json.dumps({"clinicId": admin.clinic, "retrieveId": retrieve_id, "correlationId": None})
+    # Recorded as the API records one, but not queued: this test delivers its message itself
+    # (the queue would deliver it again after its visibility timeout, its last time).
+    job = PacsRetrieveModel(
+        clinic_id=admin.clinic,
+        retrieve_id=new_id("ret"),
+        node=node,
+        study_instance_uid="1.2.840.1",
+        method="get",
+        status=pacs.RetrieveStatus.QUEUED,
+    )
+    repository.save_pacs_retrieve(job)
+    path = f"/dicom/retrieve/{job.retrieve_id}"
+    body = json.dumps({"clinicId": admin.clinic, "retrieveId": job.retrieve_id, "correlationId": None})
 
     queue = queue_feeding("pacs_retrieve")
     with pytest.raises(BatchProcessingError, match="a bug in the retrieve"):
