@@ -18,7 +18,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constructs.alarms import alarm_on_any, service_metric
+from infra.constructs.alarms import PERIOD_MINUTES, alarm_on_any, service_metric
 from infra.constructs.nag import acknowledge
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ class ConsumerQueue(Construct):
             self,
             "DeadLettersAlarm",
             self.dead_letters.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5), statistic="Maximum"
+                period=Duration.minutes(PERIOD_MINUTES), statistic="Maximum"
             ),
             description=(
                 f"{spec.consumer} failed {spec.max_receive_count} times on a message of the "

@@ -115,7 +115,7 @@ def _cut_before_its_uids(dataset: Dataset) -> bool:
     (A DICOMDIR has no SOP UIDs either, but holds group 0004: it is no object, and stays
     `not_dicom`.)"""
     part_10 = getattr(dataset, "preamble", None) is not None
-    return part_10 and all(0x00080000 <= tag < _SOP_INSTANCE_UID for tag in dataset._dict)
+    return part_10 and all(0x00080000 <= tag < _SOP_INSTANCE_UID for tag in dataset.keys())
 
 
 # Where an image's samples are: pixel data (integer, float, double float), or the spectroscopy
