@@ -19,6 +19,14 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
   pynetdicom's own version of this (`STORE_RECV_CHUNKED_DATASET`) writes to a temporary
   file of its choosing; ours uses its hook (the message's `_data_set_file`, closed and
   unlinked by pynetdicom after the handler) with a sink of ours.
+- **A streamed C-STORE is served on the connection's thread**, once its last fragment is
+  in, rather than queued for the association's thread: the handler's fsync and the
+  response follow the last byte with no hand-over between threads (two a store, each
+  waking a thread that then waits for the GIL). That took ~0.3 ms of each CT slice, 5-8%
+  (timed phase by phase in alternating runs). A device sends the next object only once it
+  has the last one's response, so the connection has nothing else to read meanwhile.
+  Everything else (a C-ECHO, a C-FIND, a dataset that came whole with its command) is
+  served as pynetdicom does, on the association's thread.
 - **Several processes accept from one listening socket** (`shared_listener`, opened once
   and inherited by each): pynetdicom holds the GIL for most of a transfer, so one process
   uses one core however many devices send at once. Every process is woken by a new
@@ -69,6 +77,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
+    from pynetdicom.dimse import _QueueItem
     from pynetdicom.events import Event
 
 # How often an idle association still looks at its timers, a release and an abort.
@@ -207,6 +216,24 @@ class _WholePduSocket(AssociationSocket):
                     break
                 received += count
         return buffer if received == nr_bytes else buffer[:received]
+
+
+class _Messages(queue.Queue["_QueueItem"]):
+    """The DIMSE provider's queue of received messages, for the association's thread to
+    serve: a streamed C-STORE request is served as it is put, on the connection's thread
+    (see the module's notes)."""
+
+    def __init__(self, association: Association) -> None:
+        super().__init__()
+        self._association = association
+
+    def put(self, item: _QueueItem, block: bool = True, timeout: float | None = None) -> None:
+        context_id, primitive = item
+        stream = getattr(primitive, "_dataset_file", None)
+        if isinstance(primitive, C_STORE) and isinstance(stream, _Stream) and context_id is not None:
+            self._association._serve_request(primitive, context_id)  # noqa: SLF001
+            return
+        super().put(item, block, timeout)
 
 
 class _WaitingDimse(DIMSEServiceProvider):
@@ -352,8 +379,9 @@ class _StreamingAssociation(Association):
 
     def _run_reactor(self) -> None:
         """The established association's loop (`run_reactor` itself is bound before the class
-        is swapped). It ends once the connection's thread is stopped; stores run on this
-        thread, so none is running either: whatever stream is left will never be kept."""
+        is swapped). It ends once the connection's thread has ended or is back in Sta1, which
+        it reaches only between messages: no store is running on either thread, so whatever
+        stream is left will never be kept."""
         try:
             super()._run_reactor()
         finally:
@@ -382,6 +410,7 @@ class _RequestHandler(RequestHandler):
         dimse.__class__ = _WaitingDimse
         assert isinstance(dimse, _WaitingDimse)
         dimse.receive_into, dimse.streams = self.server.receive_into, set()
+        dimse.msg_queue = _Messages(association)
         return association
 
 
