@@ -258,6 +258,9 @@ def test_its_logs_name_the_images_and_never_the_patient_even_at_debug(
     # The receiver that took it and the process that drained it both name the image.
     for message in ("object spooled", "DICOM object in S3"):
         assert [line["image_id"] for line in lines if line.get("message") == message] == [image_id]
+    # Counted once, by the receiver that took it, after its response (`after_response`).
+    received = [line["DicomObjectsReceived"] for line in lines if "DicomObjectsReceived" in line]
+    assert sum(sum(value) if isinstance(value, list) else value for value in received) == 1
     for identifier in ("Quixote", "Alonso", "CHART-7Q3Z", "19991231", "1999-12-31"):
         assert identifier not in log
 

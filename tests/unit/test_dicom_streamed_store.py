@@ -1,11 +1,14 @@
 """Which thread serves what, on an association of `dicom_transport.AssociationServer`: a
 C-STORE whose dataset is streamed to a sink is served on the connection's thread, as soon as
-its last fragment is in; anything else on the association's thread, as pynetdicom does."""
+its last fragment is in; anything else on the association's thread, as pynetdicom does. And
+what a store's handler leaves for after its response (`after_response`) runs once the
+response is sent."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +18,11 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE, evt
+from pynetdicom.association import Association
 from pynetdicom.events import Event
 from pynetdicom.sop_class import Verification
 
-from orca_imaging.dicom_transport import AssociationServer, file_head, streamed
+from orca_imaging.dicom_transport import AssociationServer, after_response, file_head, streamed
 
 SUCCESS = 0x0000
 # Small PDUs, so that a slice comes in many fragments after its command.
@@ -61,26 +65,37 @@ def encoded(ds: Dataset) -> bytes:
     return buffer.getvalue()
 
 
+@dataclass
+class Served:
+    """A server on a free port. For each message type, the thread its handler ran on, as its
+    role on that association: its connection's thread (`dul`) or its own. Each store's
+    handler leaves `after_each_store` to `after_response`."""
+
+    port: int = 0
+    roles: dict[str, str] = field(default_factory=dict)
+    sinks: list[MemorySink] = field(default_factory=list)
+    after_each_store: list[Callable[[Event], None]] = field(default_factory=list)
+
+
 @pytest.fixture
-def served() -> Iterator[tuple[int, dict[str, tuple[str, str]], list[MemorySink]]]:
-    """A server on a free port; for each message type, the thread its handler ran on and
-    the threads of that association: its connection's (`dul`) and its own."""
-    threads: dict[str, tuple[str, str]] = {}
-    sinks: list[MemorySink] = []
+def served() -> Iterator[Served]:
+    served = Served()
 
     def receive_into() -> MemorySink:
-        sinks.append(MemorySink())
-        return sinks[-1]
+        served.sinks.append(MemorySink())
+        return served.sinks[-1]
 
     def on_store(event: Event) -> int:
         sink = streamed(event, MemorySink)
         assert sink is not None, "the dataset was not streamed"
         sink.kept = True
-        threads["store"] = (threading.current_thread().name, _role(event))
+        served.roles["store"] = _role(event)
+        for work in served.after_each_store:
+            after_response(event, lambda work=work: work(event))  # type: ignore[misc]
         return SUCCESS
 
     def on_echo(event: Event) -> int:
-        threads["echo"] = (threading.current_thread().name, _role(event))
+        served.roles["echo"] = _role(event)
         return SUCCESS
 
     ae = AE(ae_title="ORCA")
@@ -95,8 +110,9 @@ def served() -> Iterator[tuple[int, dict[str, tuple[str, str]], list[MemorySink]
     )
     assert isinstance(server, AssociationServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    served.port = server.server_address[1]
     try:
-        yield server.server_address[1], threads, sinks
+        yield served
     finally:
         server.shutdown()
 
@@ -108,24 +124,62 @@ def _role(event: Event) -> str:
     return "association" if current is event.assoc else "other"
 
 
-def test_a_streamed_store_is_served_on_the_connections_thread_and_an_echo_on_the_associations(
-    served: tuple[int, dict[str, tuple[str, str]], list[MemorySink]],
-) -> None:
-    port, threads, sinks = served
-    ds = ct_slice()
+def device(port: int) -> Association:
     scu = AE(ae_title="DEVICE")
     scu.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
     scu.add_requested_context(Verification)
     association = scu.associate("127.0.0.1", port, ae_title="ORCA")
     assert association.is_established
+    return association
+
+
+def test_a_streamed_store_is_served_on_the_connections_thread_and_an_echo_on_the_associations(
+    served: Served,
+) -> None:
+    ds = ct_slice()
+    association = device(served.port)
     try:
         assert association.send_c_store(ds).Status == SUCCESS
         assert association.send_c_echo().Status == SUCCESS
     finally:
         association.release()
 
-    assert threads["store"][1] == "connection"
-    assert threads["echo"][1] == "association"
-    [sink] = sinks
+    assert served.roles == {"store": "connection", "echo": "association"}
+    [sink] = served.sinks
     head = file_head(CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian)
     assert bytes(sink.written) == head + encoded(ds)  # every fragment, in order, as sent
+
+
+def test_work_left_for_after_the_response_runs_once_the_device_has_it(served: Served) -> None:
+    """The work waits (up to 5 s) for the device to have its response: had it run first,
+    the response would only have gone out after that wait, and the device's Success after
+    the work's record."""
+    device_has_response = threading.Event()
+    ran: list[tuple[bool, str]] = []
+
+    def work(event: Event) -> None:
+        ran.append((device_has_response.wait(5), _role(event)))
+
+    served.after_each_store.append(work)
+    association = device(served.port)
+    try:
+        assert association.send_c_store(ct_slice()).Status == SUCCESS
+        device_has_response.set()
+    finally:
+        association.release()
+    assert ran == [(True, "connection")]
+
+
+def test_work_after_a_response_that_fails_leaves_the_association_serving(served: Served) -> None:
+    def failing(event: Event) -> None:
+        raise RuntimeError("a metric could not be added")
+
+    served.after_each_store.append(failing)
+    association = device(served.port)
+    try:
+        statuses = [association.send_c_store(ct_slice()).Status for _ in range(2)]
+        assert association.send_c_echo().Status == SUCCESS
+    finally:
+        association.release()
+    assert statuses == [SUCCESS, SUCCESS]
+    assert association.is_released  # not aborted

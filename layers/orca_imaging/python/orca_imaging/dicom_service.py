@@ -27,7 +27,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at impo
     Verification,
 )
 
-from orca_imaging.dicom_transport import AssociationServer, LoadBoard, streamed
+from orca_imaging.dicom_transport import AssociationServer, LoadBoard, after_response, streamed
 from orca_imaging.errors import DependencyError, SpoolFullError
 from orca_imaging.nodes import DicomNode
 from orca_imaging.observability import logger, metrics
@@ -248,15 +248,19 @@ class DicomService:
             metrics.add_metric(name="DicomStoresFailed", unit="Count", value=1)
             logger.exception("C-STORE failed", extra={"image_id": arrival.image_id})
             return PROCESSING_FAILURE
-        metrics.add_metric(name="DicomObjectsReceived", unit="Count", value=1)
-        logger.info(
-            "object spooled",
-            extra={
-                "image_id": arrival.image_id,
-                "clinic_id": arrival.clinic_id,
-                "calling_ae": arrival.calling_ae,
-            },
-        )
+
+        def spooled() -> None:
+            metrics.add_metric(name="DicomObjectsReceived", unit="Count", value=1)
+            logger.info(
+                "object spooled",
+                extra={
+                    "image_id": arrival.image_id,
+                    "clinic_id": arrival.clinic_id,
+                    "calling_ae": arrival.calling_ae,
+                },
+            )
+
+        after_response(event, spooled)  # the device is waiting for the Success, not for these
         return SUCCESS
 
     def _received_whole(self, event: Event) -> Receiving:
