@@ -1,15 +1,20 @@
 """Which thread serves what, on an association of `dicom_transport.AssociationServer`: a
 C-STORE whose dataset is streamed to a sink is served on the connection's thread, as soon as
-its last fragment is in; anything else on the association's thread, as pynetdicom does. And
-what a store's handler leaves for after its response (`after_response`) runs once the
-response is sent."""
+its last fragment is in; anything else on the association's thread, as pynetdicom does. What
+a store's handler leaves for after its response (`after_response`) runs once the response is
+sent. And which PDUs go around pynetdicom's decoding, straight to the sink: a streamed
+store's dataset fragments but its last, each alone in its PDU."""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,9 +22,14 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-from pynetdicom import AE, evt
+from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
+from pynetdicom.dimse_messages import C_STORE_RQ
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.dul import DULServiceProvider
 from pynetdicom.events import Event
+from pynetdicom.pdu import P_DATA_TF
+from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.sop_class import Verification
 
 from orca_imaging.dicom_transport import AssociationServer, after_response, file_head, streamed
@@ -36,6 +46,7 @@ class MemorySink:
         self.path = Path("/nonexistent/streamed")
         self.written = bytearray()
         self.kept = False
+        self.discarded = threading.Event()
 
     def write(self, data: bytes | memoryview) -> None:
         self.written += data
@@ -43,6 +54,7 @@ class MemorySink:
     def discard(self) -> None:
         if not self.kept:
             self.written.clear()
+            self.discarded.set()
 
 
 def ct_slice() -> Dataset:
@@ -75,10 +87,28 @@ class Served:
     roles: dict[str, str] = field(default_factory=dict)
     sinks: list[MemorySink] = field(default_factory=list)
     after_each_store: list[Callable[[Event], None]] = field(default_factory=list)
+    received_pdus: list[int] = field(default_factory=list)  # their types, if watched
+
+
+@pytest.fixture(autouse=True)
+def no_pynetdicom_log_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the service runs (`dicom_service`): pynetdicom's own handlers, which log each PDU
+    and message at debug level, unbound."""
+    monkeypatch.setattr(_config, "LOG_HANDLER_LEVEL", "none")
 
 
 @pytest.fixture
 def served() -> Iterator[Served]:
+    yield from _serve(watch_received_pdus=False)
+
+
+@pytest.fixture
+def served_to_a_watcher() -> Iterator[Served]:
+    """Served, with a handler of the server's received PDUs."""
+    yield from _serve(watch_received_pdus=True)
+
+
+def _serve(*, watch_received_pdus: bool) -> Iterator[Served]:
     served = Served()
 
     def receive_into() -> MemorySink:
@@ -98,13 +128,17 @@ def served() -> Iterator[Served]:
         served.roles["echo"] = _role(event)
         return SUCCESS
 
+    def on_pdu(event: Event) -> None:
+        served.received_pdus.append(event.pdu.pdu_type)  # type: ignore[attr-defined]
+
     ae = AE(ae_title="ORCA")
     ae.maximum_pdu_size = MAX_PDU
     ae.add_supported_context(CTImageStorage, ExplicitVRLittleEndian)
     ae.add_supported_context(Verification)
+    watcher = [(evt.EVT_PDU_RECV, on_pdu)] if watch_received_pdus else []
     server = ae.make_server(
         ("127.0.0.1", 0),
-        evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_C_ECHO, on_echo)],
+        evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_C_ECHO, on_echo), *watcher],
         server_class=AssociationServer,
         receive_into=receive_into,
     )
@@ -183,3 +217,139 @@ def test_work_after_a_response_that_fails_leaves_the_association_serving(served:
         association.release()
     assert statuses == [SUCCESS, SUCCESS]
     assert association.is_released  # not aborted
+
+
+P_DATA_TF_TYPE = 0x04
+
+
+@pytest.fixture
+def pdus_decoded_by_the_server(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The types of the PDUs that pynetdicom decodes on any thread but the device's."""
+    decoded: list[int] = []
+    decode = DULServiceProvider._decode_pdu
+
+    def spied(dul: DULServiceProvider, bytestream: bytearray) -> Any:
+        if not dul.assoc.is_requestor:
+            decoded.append(bytestream[0])
+        return decode(dul, bytestream)
+
+    monkeypatch.setattr(DULServiceProvider, "_decode_pdu", spied)
+    return decoded
+
+
+def fragments_sent(association: Association) -> list[int]:
+    """Counts, as they go, the P-DATA-TF PDUs the device sends."""
+    sent: list[int] = []
+    association.bind(evt.EVT_PDU_SENT, lambda event: sent.append(event.pdu.pdu_type))
+    return sent
+
+
+def test_a_store_s_dataset_fragments_but_its_last_go_around_pynetdicoms_decoding(
+    served: Served, pdus_decoded_by_the_server: list[int]
+) -> None:
+    ds = ct_slice()
+    association = device(served.port)
+    sent = fragments_sent(association)
+    try:
+        assert association.send_c_store(ds).Status == SUCCESS
+    finally:
+        association.release()
+    assert sent.count(P_DATA_TF_TYPE) >= 8  # the command and the dataset in 16 KB PDUs
+    # The command, then the last fragment (which completes the message).
+    assert pdus_decoded_by_the_server.count(P_DATA_TF_TYPE) == 2
+    [sink] = served.sinks
+    assert bytes(sink.written) == file_head(
+        CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian
+    ) + encoded(ds)
+
+
+def test_a_handler_watching_received_pdus_is_given_every_one(served_to_a_watcher: Served) -> None:
+    served = served_to_a_watcher
+    ds = ct_slice()
+    association = device(served.port)
+    sent = fragments_sent(association)
+    try:
+        assert association.send_c_store(ds).Status == SUCCESS
+    finally:
+        association.release()
+    assert served.received_pdus.count(P_DATA_TF_TYPE) == sent.count(P_DATA_TF_TYPE) >= 8
+    [sink] = served.sinks
+    assert bytes(sink.written) == file_head(
+        CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian
+    ) + encoded(ds)
+
+
+def store_in_p_datas(association: Association, ds: Dataset, *, fragment_pdu: int) -> list[P_DATA]:
+    """A C-STORE request for `ds` as pynetdicom's SCU would send it, in PDUs of `fragment_pdu`
+    bytes: the command, then the dataset's fragments, one per P-DATA."""
+    [context] = [c for c in association.accepted_contexts if c.abstract_syntax == CTImageStorage]
+    request = C_STORE()
+    request.MessageID, request.Priority = 1, 2
+    request.AffectedSOPClassUID, request.AffectedSOPInstanceUID = CTImageStorage, ds.SOPInstanceUID
+    request.DataSet = BytesIO(encoded(ds))
+    message = C_STORE_RQ()
+    message.primitive_to_message(request)
+    return list(message.encode_msg(context.context_id, fragment_pdu))
+
+
+@contextmanager
+def reactor_paused(association: Association) -> Iterator[None]:
+    """As pynetdicom's own `send_c_*` do: the device's reactor would otherwise take the
+    response off the queue first (and drop it as an unexpected message)."""
+    association._reactor_checkpoint.clear()  # noqa: SLF001
+    while not association._is_paused:  # noqa: SLF001
+        time.sleep(0.0001)
+    try:
+        yield
+    finally:
+        association._reactor_checkpoint.set()  # noqa: SLF001
+
+
+def send_raw(association: Association, p_data: P_DATA) -> None:
+    pdu = P_DATA_TF()
+    pdu.from_primitive(p_data)
+    association.dul.socket.send(pdu.encode())  # type: ignore[union-attr]
+
+
+def test_a_pdu_of_several_fragments_takes_pynetdicoms_path_and_loses_none(
+    served: Served, pdus_decoded_by_the_server: list[int]
+) -> None:
+    """Between fragments alone in their PDUs, one PDU with two: the headers read to look at
+    it are given back to pynetdicom, which reads the rest."""
+    ds = ct_slice()
+    association = device(served.port)
+    try:
+        command, *fragments = store_in_p_datas(association, ds, fragment_pdu=MAX_PDU // 2)
+        assert len(fragments) >= 6
+        both = P_DATA()
+        both.presentation_data_value_list = [  # as lists: pynetdicom's setter wants [ID, PDV]
+            [context_id, data]
+            for p_data in fragments[2:4]
+            for context_id, data in p_data.presentation_data_value_list
+        ]
+        with reactor_paused(association):
+            for p_data in [command, *fragments[:2], both, *fragments[4:]]:
+                send_raw(association, p_data)
+            _, response = association.dimse.get_msg(block=True)
+        assert response is not None
+        assert response.Status == SUCCESS
+    finally:
+        association.release()
+    # The command, the PDU of two fragments and the last.
+    assert pdus_decoded_by_the_server.count(P_DATA_TF_TYPE) == 3
+    [sink] = served.sinks
+    assert bytes(sink.written) == file_head(
+        CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian
+    ) + encoded(ds)
+
+
+def test_an_abort_amid_the_fragments_ends_the_association_and_keeps_nothing(served: Served) -> None:
+    ds = ct_slice()
+    association = device(served.port)
+    command, *fragments = store_in_p_datas(association, ds, fragment_pdu=MAX_PDU)
+    for p_data in [command, *fragments[:3]]:
+        send_raw(association, p_data)
+    association.abort()
+    [sink] = served.sinks
+    assert sink.discarded.wait(5)  # once the association ended: the store never completed
+    assert "store" not in served.roles

@@ -19,6 +19,16 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
   pynetdicom's own version of this (`STORE_RECV_CHUNKED_DATASET`) writes to a temporary
   file of its choosing; ours uses its hook (the message's `_data_set_file`, closed and
   unlinked by pynetdicom after the handler) with a sink of ours.
+- **A dataset fragment goes from the connection to the sink through one buffer**
+  (`_WakingDul._read_pdu_data`): once the PDU's and its PDV's headers show a streamed
+  store's dataset fragment, not its last, the fragment is read into a buffer reused for
+  each and written on. pynetdicom would copy it four more times (a new buffer, `bytes`, the
+  PDV, the fragment) and pass it through its state machine (DT-2, which leaves the state
+  as it was) and its DIMSE provider (which writes it to the stream). That cut the
+  receiving process's CPU for one sender of 8 MB radiographs by 11-23% (user time by a
+  third) in alternating rounds; one sender's rate did not move, as the sender and the disk
+  set its pace. Whatever else arrives, or with a handler watching received PDUs or data,
+  takes pynetdicom's path, the headers already read included.
 - **A streamed C-STORE is served on the connection's thread**, once its last fragment is
   in, rather than queued for the association's thread: the handler's fsync and the
   response follow the last byte with no hand-over between threads (two a store, each
@@ -57,6 +67,7 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import queue
@@ -99,6 +110,10 @@ _PATIENCE_POLL_SECONDS = 0.001
 # A presentation data value's item length and context ID, and its header byte for the last
 # (here: only) fragment of a command (PS3.8 E.2).
 _PDV_HEADER_BYTES = 6
+_PDU_HEADER_BYTES = 6
+_P_DATA_TF = 0x04
+# A dataset fragment passes through this on its way from the connection to its sink.
+_FRAGMENT_BUFFER_BYTES = 1 << 17
 _LAST_COMMAND_FRAGMENT = b"\x03"
 # A C-STORE response's Command Field, and the Command Data Set Type saying no dataset follows.
 _STORE_RESPONSE = 0x8001
@@ -111,7 +126,8 @@ class DatasetSink(Protocol):
 
     path: Path
 
-    def write(self, data: bytes | memoryview) -> None: ...
+    def write(self, data: bytes | memoryview) -> None:
+        """`data` is lent: its buffer is reused once this returns."""
 
     def discard(self) -> None:
         """Drop it: the store failed, or never completed. Nothing, once the handler kept it."""
@@ -210,7 +226,7 @@ class _Stream:
         self._streams = streams
         streams.add(self)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self.sink.write(data)
 
     def flush(self) -> None:
@@ -222,10 +238,16 @@ class _Stream:
 
 
 class _WholePduSocket(AssociationSocket):
+    _unread = b""  # read to look at, for the next `recv` to return first
+
     def recv(self, nr_bytes: int) -> bytearray:
         """`nr_bytes` read into one buffer; fewer only when the peer closed the connection
         (pynetdicom's contract, which its state machine relies on)."""
         assert self.socket is not None
+        if self._unread:
+            first, self._unread = self._unread[:nr_bytes], self._unread[nr_bytes:]
+            rest = self.recv(nr_bytes - len(first)) if nr_bytes > len(first) else b""
+            return bytearray(first) + rest
         buffer, received = bytearray(nr_bytes), 0
         with memoryview(buffer) as view:  # released on return: pynetdicom may grow the buffer
             while received < nr_bytes:
@@ -234,6 +256,15 @@ class _WholePduSocket(AssociationSocket):
                     break
                 received += count
         return buffer if received == nr_bytes else buffer[:received]
+
+    def unread(self, data: bytes) -> None:
+        self._unread = data + self._unread
+
+    def recv_into(self, view: memoryview) -> int:
+        """Up to `len(view)` bytes: as many as have arrived, at least one; 0 once the peer
+        closed the connection."""
+        assert self.socket is not None and not self._unread
+        return self.socket.recv_into(view)
 
 
 class _Messages(queue.Queue["_QueueItem"]):
@@ -374,6 +405,63 @@ class _WakingDul(DULServiceProvider):
         if self.event_queue.empty() and self.to_provider_queue.empty() and not self._kill_thread:
             self._wait()
         return False  # the next turn of the reactor reads or sends whatever woke it
+
+    def _read_pdu_data(self) -> None:
+        """A streamed C-STORE's dataset fragment, but its last, goes from the connection to
+        the store's sink through one reused buffer (see the module's notes). Anything else (a
+        command, the last fragment, which completes the message, any other PDU, a PDU of
+        several PDVs) is read and decoded as pynetdicom does, the headers looked at included."""
+        stream = self._stream_arriving()
+        connection = self.socket
+        if stream is None or not isinstance(connection, _WholePduSocket):
+            super()._read_pdu_data()
+            return
+        headers = bytes(connection.recv(_PDU_HEADER_BYTES))
+        if len(headers) == _PDU_HEADER_BYTES and headers[0] == _P_DATA_TF:
+            (pdu_length,) = struct.unpack_from(">L", headers, 2)
+            if pdu_length > _PDV_HEADER_BYTES:  # else reading a PDV's header would read past it
+                headers += connection.recv(_PDV_HEADER_BYTES)
+                if len(headers) == _PDU_HEADER_BYTES + _PDV_HEADER_BYTES:
+                    item_length, context_id, control = struct.unpack_from(">LBB", headers, _PDU_HEADER_BYTES)
+                    # One PDV, the whole PDU; a dataset's (bit 0 clear), not its last (bit 1).
+                    if item_length + 4 == pdu_length and control & 0b11 == 0 and context_id == stream[1]:
+                        self._copy_fragment(connection, stream[0], item_length - 2)
+                        return
+        connection.unread(headers)
+        super()._read_pdu_data()
+
+    def _stream_arriving(self) -> tuple[_Stream, int] | None:
+        """The stream of a C-STORE whose dataset is arriving, and its presentation context,
+        when nothing else needs to see its PDUs (a handler of received data or PDUs)."""
+        if self.state_machine.current_state != "Sta6":
+            return None
+        message = self.assoc.dimse.message
+        stream = getattr(message, "_data_set_file", None)
+        if not isinstance(stream, _Stream) or message is None or message.context_id is None:
+            return None
+        if self.assoc.get_handlers(evt.EVT_DATA_RECV) or self.assoc.get_handlers(evt.EVT_PDU_RECV):
+            return None
+        return stream, message.context_id
+
+    def _copy_fragment(self, connection: _WholePduSocket, stream: _Stream, length: int) -> None:
+        view = self._fragment_buffer
+        while length:
+            filled, wanted = 0, min(length, len(view))
+            try:
+                while filled < wanted:
+                    count = connection.recv_into(view[filled:wanted])
+                    if not count:
+                        raise ConnectionResetError
+                    filled += count
+            except OSError:
+                self.event_queue.put("Evt17")  # as pynetdicom: the connection closed mid-PDU
+                return
+            stream.write(view[:filled])
+            length -= filled
+
+    @functools.cached_property
+    def _fragment_buffer(self) -> memoryview:
+        return memoryview(bytearray(_FRAGMENT_BUFFER_BYTES))
 
     def _do_after_response(self) -> None:
         while self.after_response:
