@@ -18,7 +18,9 @@
 - Rounds: this machine is shared, and one receiver's rate moves by a fifth or more from
   one minute to the next. So every measurement is taken `ROUNDS` times, the three receivers
   in turn (their order rotating), and the table gives medians and ranges; each ratio is the
-  median of the ratios within a round, where the receivers met the same machine.
+  median of the ratios within a round, where the receivers met the same machine. Before
+  each receiver's run the disk is synced: the peers write without fsync, and what they left
+  to be written (and the removal of their folders) would otherwise land in the next run.
 
 Run with `make bench`. Prints the README's table.
 """
@@ -214,6 +216,10 @@ def inside() -> None:
                         )
                         seconds: dict[str, float] = {}
                         for receiver in order:
+                            # What the last receiver left to the disk (storescp and Orthanc
+                            # write without fsync, and their folders' removal is discarded
+                            # on this disk) is written out first, not during the next run.
+                            os.sync()
                             if receiver == "ours":
                                 seconds["ours"], seconds["ours_s3"] = ours(stack, files, senders, Path(disk))
                             elif receiver == "storescp":

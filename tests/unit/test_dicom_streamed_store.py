@@ -350,7 +350,10 @@ def test_an_abort_amid_the_fragments_ends_the_association_and_keeps_nothing(serv
     association = device(served.port)
     command, *fragments = store_in_p_datas(association, ds, fragment_pdu=MAX_PDU)
     send_raw(association, [command, *fragments[:3]])
-    association.abort()
+    association.abort()  # returns once the device's side has ended, not the server's
+    deadline = time.monotonic() + 5
+    while not served.sinks and time.monotonic() < deadline:  # the server read the command
+        time.sleep(0.01)
     [sink] = served.sinks
     assert sink.discarded.wait(5)  # once the association ended: the store never completed
     assert "store" not in served.roles
