@@ -90,6 +90,14 @@ class Served:
     received_pdus: list[int] = field(default_factory=list)  # their types, if watched
 
 
+def assert_kept_as_sent(served: Served, ds: Dataset) -> None:
+    """One store reached a sink, which holds the file head and then every fragment of the
+    dataset, in order, byte for byte as the device sent it."""
+    [sink] = served.sinks
+    head = file_head(CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian)
+    assert bytes(sink.written) == head + encoded(ds)
+
+
 @pytest.fixture(autouse=True)
 def no_pynetdicom_log_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
     """As the service runs (`dicom_service`): pynetdicom's own handlers, which log each PDU
@@ -179,9 +187,7 @@ def test_a_streamed_store_is_served_on_the_connections_thread_and_an_echo_on_the
         association.release()
 
     assert served.roles == {"store": "connection", "echo": "association"}
-    [sink] = served.sinks
-    head = file_head(CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian)
-    assert bytes(sink.written) == head + encoded(ds)  # every fragment, in order, as sent
+    assert_kept_as_sent(served, ds)
 
 
 def test_work_left_for_after_the_response_runs_once_the_device_has_it(served: Served) -> None:
@@ -237,46 +243,33 @@ def pdus_decoded_by_the_server(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return decoded
 
 
-def fragments_sent(association: Association) -> list[int]:
-    """Counts, as they go, the P-DATA-TF PDUs the device sends."""
+def store_one_slice(served: Served) -> tuple[Dataset, list[int]]:
+    """A device stores one CT slice: the slice, and the types of the PDUs the device sent."""
+    ds = ct_slice()
+    association = device(served.port)
     sent: list[int] = []
     association.bind(evt.EVT_PDU_SENT, lambda event: sent.append(event.pdu.pdu_type))
-    return sent
+    try:
+        assert association.send_c_store(ds).Status == SUCCESS
+    finally:
+        association.release()
+    return ds, sent
 
 
 def test_a_store_s_dataset_fragments_but_its_last_go_around_pynetdicoms_decoding(
     served: Served, pdus_decoded_by_the_server: list[int]
 ) -> None:
-    ds = ct_slice()
-    association = device(served.port)
-    sent = fragments_sent(association)
-    try:
-        assert association.send_c_store(ds).Status == SUCCESS
-    finally:
-        association.release()
+    ds, sent = store_one_slice(served)
     assert sent.count(P_DATA_TF_TYPE) >= 8  # the command and the dataset in 16 KB PDUs
     # The command, then the last fragment (which completes the message).
     assert pdus_decoded_by_the_server.count(P_DATA_TF_TYPE) == 2
-    [sink] = served.sinks
-    assert bytes(sink.written) == file_head(
-        CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian
-    ) + encoded(ds)
+    assert_kept_as_sent(served, ds)
 
 
 def test_a_handler_watching_received_pdus_is_given_every_one(served_to_a_watcher: Served) -> None:
-    served = served_to_a_watcher
-    ds = ct_slice()
-    association = device(served.port)
-    sent = fragments_sent(association)
-    try:
-        assert association.send_c_store(ds).Status == SUCCESS
-    finally:
-        association.release()
-    assert served.received_pdus.count(P_DATA_TF_TYPE) == sent.count(P_DATA_TF_TYPE) >= 8
-    [sink] = served.sinks
-    assert bytes(sink.written) == file_head(
-        CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian
-    ) + encoded(ds)
+    ds, sent = store_one_slice(served_to_a_watcher)
+    assert served_to_a_watcher.received_pdus.count(P_DATA_TF_TYPE) == sent.count(P_DATA_TF_TYPE) >= 8
+    assert_kept_as_sent(served_to_a_watcher, ds)
 
 
 def store_in_p_datas(association: Association, ds: Dataset, *, fragment_pdu: int) -> list[P_DATA]:
@@ -339,10 +332,7 @@ def test_a_pdu_of_several_fragments_takes_pynetdicoms_path_and_loses_none(
         association.release()
     # The command, the PDU of two fragments and the last.
     assert pdus_decoded_by_the_server.count(P_DATA_TF_TYPE) == 3
-    [sink] = served.sinks
-    assert bytes(sink.written) == file_head(
-        CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian
-    ) + encoded(ds)
+    assert_kept_as_sent(served, ds)
 
 
 def test_an_abort_amid_the_fragments_ends_the_association_and_keeps_nothing(served: Served) -> None:
@@ -398,7 +388,4 @@ def test_fragments_already_arriving_are_copied_in_one_turn_without_giving_the_co
         association.release()
     # Waiting for the data and for the response to go out; never one per fragment.
     assert yields < 8
-    [sink] = served.sinks
-    assert bytes(sink.written) == file_head(
-        CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian
-    ) + encoded(ds)
+    assert_kept_as_sent(served, ds)
