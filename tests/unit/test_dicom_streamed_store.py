@@ -7,6 +7,9 @@ store's dataset fragments but its last, each alone in its PDU."""
 
 from __future__ import annotations
 
+import logging
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -389,3 +392,31 @@ def test_fragments_already_arriving_are_copied_in_one_turn_without_giving_the_co
     # Waiting for the data and for the response to go out; never one per fragment.
     assert yields < 8
     assert_kept_as_sent(served, ds)
+
+
+def test_a_connection_reset_amid_the_fragments_is_a_closed_connection_and_keeps_nothing(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The device's connection is reset once the server has copied some fragments: the
+    server's next read of a PDU's headers fails, which ends the association as pynetdicom's
+    own read would (the connection closed), not as an error in its reactor."""
+    ds = ct_slice()
+    association = device(served.port)
+    command, *fragments = store_in_p_datas(association, ds, fragment_pdu=MAX_PDU)
+    send_raw(association, [command, *fragments[:3]])
+    copied = len(file_head(CTImageStorage, ds.SOPInstanceUID, ExplicitVRLittleEndian)) + sum(
+        len(data) - 1 for p_data in fragments[:3] for _, data in p_data.presentation_data_value_list
+    )
+    deadline = time.monotonic() + 5
+    while not (served.sinks and len(served.sinks[0].written) == copied) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    connection = association.dul.socket.socket  # type: ignore[union-attr]
+    assert connection is not None
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with caplog.at_level(logging.ERROR, logger="pynetdicom"):
+        # Closed with no linger and no shutdown first (pynetdicom's `close` sends a FIN): a reset.
+        connection.close()
+        [sink] = served.sinks
+        assert sink.discarded.wait(5)  # the association ended: the store never completed
+    assert "store" not in served.roles
+    assert not [r for r in caplog.records if "Exception in DUL.run()" in r.getMessage()]

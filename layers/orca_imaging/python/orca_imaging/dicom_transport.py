@@ -69,7 +69,6 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
 
 from __future__ import annotations
 
-import functools
 import mmap
 import os
 import queue
@@ -114,8 +113,7 @@ _PATIENCE_POLL_SECONDS = 0.001
 _PDV_HEADER_BYTES = 6
 _PDU_HEADER_BYTES = 6
 _P_DATA_TF = 0x04
-# A dataset fragment passes through this on its way from the connection to its sink.
-_FRAGMENT_BUFFER_BYTES = 1 << 17
+_FRAGMENT_BUFFER_BYTES = 1 << 17  # a 128 KB PDU's fragment in one read
 _LAST_COMMAND_FRAGMENT = b"\x03"
 # A C-STORE response's Command Field, and the Command Data Set Type saying no dataset follows.
 _STORE_RESPONSE = 0x8001
@@ -270,23 +268,24 @@ class _WholePduSocket(AssociationSocket):
             first, self._unread = self._unread[:nr_bytes], self._unread[nr_bytes:]
             rest = self.recv(nr_bytes - len(first)) if nr_bytes > len(first) else b""
             return bytearray(first) + rest
-        buffer, received = bytearray(nr_bytes), 0
+        buffer = bytearray(nr_bytes)
         with memoryview(buffer) as view:  # released on return: pynetdicom may grow the buffer
-            while received < nr_bytes:
-                count = self.socket.recv_into(view[received:])
-                if not count:
-                    break
-                received += count
+            received = self.recv_fully_into(view)
         return buffer if received == nr_bytes else buffer[:received]
 
     def unread(self, data: bytes) -> None:
         self._unread = data + self._unread
 
-    def recv_into(self, view: memoryview) -> int:
-        """Up to `len(view)` bytes: as many as have arrived, at least one; 0 once the peer
-        closed the connection."""
+    def recv_fully_into(self, view: memoryview) -> int:
+        """`view` filled from the connection; fewer bytes only when the peer closed it."""
         assert self.socket is not None and not self._unread
-        return self.socket.recv_into(view)
+        received = 0
+        while received < len(view):
+            count = self.socket.recv_into(view[received:])
+            if not count:
+                break
+            received += count
+        return received
 
 
 class _Messages(queue.Queue["_QueueItem"]):
@@ -380,6 +379,8 @@ class _WakingDul(DULServiceProvider):
     # Work left for the connection's thread to do once nothing is waiting to be sent
     # (`after_response`); appended to by either thread.
     after_response: deque[Callable[[], None]]
+    # A dataset fragment passes through this from the connection to its sink.
+    _fragment_buffer: memoryview
 
     def start_waking(self) -> None:
         """Called once, before the association starts."""
@@ -389,6 +390,7 @@ class _WakingDul(DULServiceProvider):
         # object, where a reused pipe descriptor would take the byte.
         self._wake_up, self._woken = socket.socketpair()
         self._wake_up.setblocking(False)
+        self._fragment_buffer = memoryview(bytearray(_FRAGMENT_BUFFER_BYTES))
 
     def send_pdu(self, primitive: Any) -> None:
         super().send_pdu(primitive)
@@ -441,14 +443,18 @@ class _WakingDul(DULServiceProvider):
         while using less CPU). A turn that ends in pynetdicom's own read queues its event,
         and one that finds nothing arriving waits in `_wait`, checking its timers, as before."""
         connection = self.socket
-        while isinstance(connection, _WholePduSocket) and (arriving := self._stream_arriving()):
-            stream, context_id = arriving
-            headers, length = _peek_lone_fragment(connection, context_id)
-            if length is None:
-                connection.unread(headers)
-                break
-            if not self._copy_fragment(connection, stream, length) or not connection.ready:
-                return
+        try:
+            while isinstance(connection, _WholePduSocket) and (arriving := self._stream_arriving()):
+                stream, context_id = arriving
+                headers, length = _peek_lone_fragment(connection, context_id)
+                if length is None:
+                    connection.unread(headers)
+                    break
+                if not self._copy_fragment(connection, stream, length) or not connection.ready:
+                    return
+        except OSError:  # reset, or timed out: as pynetdicom's own read says it
+            self.event_queue.put("Evt17")
+            return
         super()._read_pdu_data()
 
     def _stream_arriving(self) -> tuple[_Stream, int] | None:
@@ -465,26 +471,15 @@ class _WakingDul(DULServiceProvider):
         return stream, message.context_id
 
     def _copy_fragment(self, connection: _WholePduSocket, stream: _Stream, length: int) -> bool:
-        """False when the connection closed before the fragment's end."""
-        view = self._fragment_buffer
+        """False when the peer closed the connection before the fragment's end."""
         while length:
-            filled, wanted = 0, min(length, len(view))
-            try:
-                while filled < wanted:
-                    count = connection.recv_into(view[filled:wanted])
-                    if not count:
-                        raise ConnectionResetError
-                    filled += count
-            except OSError:
+            view = self._fragment_buffer[:length]  # the rest, or a buffer's worth of it
+            if connection.recv_fully_into(view) < len(view):
                 self.event_queue.put("Evt17")  # as pynetdicom: the connection closed mid-PDU
                 return False
-            stream.write(view[:filled])
-            length -= filled
+            stream.write(view)
+            length -= len(view)
         return True
-
-    @functools.cached_property
-    def _fragment_buffer(self) -> memoryview:
-        return memoryview(bytearray(_FRAGMENT_BUFFER_BYTES))
 
     def _do_after_response(self) -> None:
         while self.after_response:
