@@ -4,6 +4,7 @@ object pushed and ingested, refusals at association."""
 from __future__ import annotations
 
 import io
+import logging
 import subprocess
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
 
-from orca_imaging import repository
+from orca_imaging import observability, repository
 from orca_imaging.auth import Role
 from orca_imaging.drainer import Drainer
 from orca_imaging.keys import original_key
@@ -29,6 +30,7 @@ from tests.integration.conftest import ApiClient
 from tests.unit.test_spool import arrival
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from orca_imaging.local.stack import LocalStack
@@ -191,19 +193,71 @@ def test_an_object_sent_in_the_same_pdu_as_its_command_is_kept_exactly_as_sent(
     stack.wait_until(lambda: admin.get("/dicom/pending", limit=200).json()["items"] or None, timeout=60)
 
 
-def test_an_unknown_device_or_a_wrong_called_title_is_refused_at_association(stack: LocalStack) -> None:
+class Refusals(logging.Handler):
+    """The service's log lines saying an association was refused, and its count of them."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        super().__init__()
+        self.logged: list[logging.LogRecord] = []
+        self.counted = 0
+        add_metric = observability.metrics.add_metric
+
+        def counting(*, name: str, **rest: Any) -> None:
+            self.counted += name == "DicomAssociationsRefused"
+            add_metric(name=name, **rest)
+
+        monkeypatch.setattr(observability.metrics, "add_metric", counting)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "association refused":
+            self.logged.append(record)
+
+
+@pytest.fixture
+def refusals(monkeypatch: pytest.MonkeyPatch) -> Iterator[Refusals]:
+    watching, service_log = Refusals(monkeypatch), logging.getLogger(observability.SERVICE)
+    service_log.addHandler(watching)
+    yield watching
+    service_log.removeHandler(watching)
+
+
+def test_an_unknown_device_or_a_wrong_called_title_is_refused_at_association(
+    stack: LocalStack, refusals: Refusals
+) -> None:
     _, ae_title = new_clinic_with_node(stack)
     unknown = run(ECHOSCU, stack, "NOT-REGISTERED")
     assert unknown.returncode != 0 and "Rejected" in unknown.stderr + unknown.stdout
     wrong_called = run(ECHOSCU, stack, ae_title, called="SOMEONE-ELSE")
     assert wrong_called.returncode != 0
+    # each is counted, and logged with its reason and the titles, for the admin setting it up
+    stack.wait_until(lambda: len(refusals.logged) == 2 or None, timeout=10)
+    assert [(r.reason, r.calling_ae, r.called_ae, r.address) for r in refusals.logged] == [  # type: ignore[attr-defined]
+        ("Calling AE title not recognised", "NOT-REGISTERED", "ORCA", "127.0.0.1"),
+        ("Called AE title not recognised", ae_title, "SOMEONE-ELSE", "127.0.0.1"),
+    ]
+    assert refusals.counted == 2
 
 
-def test_a_device_outside_its_network_is_refused(stack: LocalStack) -> None:
-    admin, ae_title = new_clinic_with_node(stack, cidr="10.99.0.0/16")
-    done = run(STORESCU, stack, ae_title, SENDABLE[0])
-    assert done.returncode != 0
+def test_a_device_outside_its_network_is_refused(
+    stack: LocalStack, refusals: Refusals, tmp_path: Path
+) -> None:
+    admin, outside = new_clinic_with_node(stack, cidr="10.99.0.0/16")
+    _, inside = new_clinic_with_node(stack, cidr="127.0.0.0/8")
+    assert run(ECHOSCU, stack, inside).returncode == 0  # the same check admits its own network
+    slice_file = tmp_path / "slice.dcm"
+    slice_file.write_bytes(dental_object("CT"))
+    done = run(STORESCU, stack, outside, slice_file)
+    assert done.returncode != 0 and "Calling AE Title Not Recognized" in done.stderr + done.stdout
     assert stored_objects(stack, admin.clinic) == []
+    stack.wait_until(lambda: refusals.logged or None, timeout=10)
+    (refused,) = refusals.logged
+    assert (refused.reason, refused.calling_ae, refused.called_ae, refused.address) == (  # type: ignore[attr-defined]
+        "address outside the node's network",
+        outside,
+        "ORCA",
+        "127.0.0.1",
+    )
+    assert refusals.counted == 1
 
 
 class UnreachableS3:

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 # The health check's own calling AE title: admitted from loopback only, and for C-ECHO only.
 HEALTH_AE = "ORCA-HEALTH"
+# An A-ASSOCIATE-RJ's result, source and reason (PS3.8 9.3.4).
+_REJECTED_PERMANENT, _SERVICE_USER, _CALLING_AE_NOT_RECOGNISED = 0x01, 0x01, 0x03
 
 # PS3.4 Annex B.2.3 / C.4.2.1.4 statuses.
 SUCCESS = 0x0000
@@ -99,8 +101,6 @@ class DicomService:
         self._board = config.board or LoadBoard.alone()
         self._server: AssociationServer | None = None
         self._tls_server: AssociationServer | None = None
-        self._refused: set[int] = set()  # associations admitted by AE title but not by address
-        self._lock = threading.Lock()
         ae = _NodeCheckingAE(ae_title=config.ae_title, nodes=nodes)
         ae.maximum_associations = config.max_associations
         ae.maximum_pdu_size = config.max_pdu_bytes
@@ -129,7 +129,7 @@ class DicomService:
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_C_FIND, self._on_find),
             (evt.EVT_REQUESTED, self._on_requested),
-            (evt.EVT_ESTABLISHED, self._on_established),
+            (evt.EVT_REJECTED, self._on_rejected),
         ]
         self._server = self._serve(self.config.port, handlers)
         if self.config.tls is not None:  # same AE, same checks: only the transport differs
@@ -176,28 +176,28 @@ class DicomService:
 
     # ------------------------------------------------------------ handlers
     def _node_of(self, event: Event) -> DicomNode | None:
-        calling = event.assoc.requestor.ae_title.strip()
+        calling = _calling_ae(event)
         if calling == HEALTH_AE:
             return DicomNode(HEALTH_AE, clinic_id="", cidr="127.0.0.1/32")
         return self._nodes().get(calling)
 
     def _on_requested(self, event: Event) -> None:
-        node, address = self._node_of(event), event.assoc.requestor.address
-        if node is not None and not node.admits(address):
-            with self._lock:
-                self._refused.add(id(event.assoc))
+        """A registered AE title calling from outside its node's network is rejected before
+        negotiation, as a title not recognised (the standard has no reason closer to it). As
+        pynetdicom's own rejections do, the association then waits for the rejection to be
+        sent and the connection closed: otherwise the socket is closed under it."""
+        node = self._node_of(event)
+        if node is not None and not node.admits(event.assoc.requestor.address):
+            event.assoc.acse.send_reject(_REJECTED_PERMANENT, _SERVICE_USER, _CALLING_AE_NOT_RECOGNISED)
+            _count_refusal(event, "address outside the node's network")
+            event.assoc.kill()
 
-    def _on_established(self, event: Event) -> None:
-        with self._lock:
-            refused = id(event.assoc) in self._refused
-            self._refused.discard(id(event.assoc))
-        if refused:  # a known AE title from outside its network: dropped at once
-            metrics.add_metric(name="DicomAssociationsRefused", unit="Count", value=1)
-            logger.warning(
-                "association refused: address outside the node's network",
-                extra={"calling_ae": event.assoc.requestor.ae_title.strip()},
-            )
-            event.assoc.abort()
+    def _on_rejected(self, event: Event) -> None:
+        """Turned away at association by pynetdicom (a calling AE title not registered, a
+        called one not ours, too many associations)."""
+        rejection = event.assoc.acceptor.primitive
+        assert rejection is not None  # pynetdicom sets it as it sends the rejection
+        _count_refusal(event, rejection.reason_str)
 
     def _on_echo(self, event: Event) -> int:
         return SUCCESS
@@ -267,6 +267,30 @@ class DicomService:
         """A dataset that came in one piece with its command (small enough to be gathered in
         memory, as pynetdicom does), on its way to the spool like a streamed one."""
         return self.spool.receive(event.encoded_dataset())  # file meta + the dataset as received
+
+
+def _calling_ae(event: Event) -> str:
+    """The calling AE title as the association request gave it: pynetdicom copies it onto
+    `requestor.ae_title` only while negotiating, after EVT_REQUESTED (where reading that gave
+    an empty title, and no node's network was ever checked)."""
+    request = event.assoc.requestor.primitive
+    return request.calling_ae_title.strip() if request is not None else ""
+
+
+def _count_refusal(event: Event, reason: str) -> None:
+    """Counted and logged with its reason: the first thing a clinic asks when a new device
+    sends nothing. AE titles and the address are the device's settings, not PHI."""
+    request = event.assoc.requestor.primitive
+    metrics.add_metric(name="DicomAssociationsRefused", unit="Count", value=1)
+    logger.warning(
+        "association refused",
+        extra={
+            "reason": reason,
+            "calling_ae": _calling_ae(event),
+            "called_ae": request.called_ae_title.strip() if request is not None else "",
+            "address": event.assoc.requestor.address,
+        },
+    )
 
 
 def echo(port: int, ae_title: str) -> bool:
