@@ -3,11 +3,14 @@ C-STORE whose dataset is streamed to a sink is served on the connection's thread
 its last fragment is in; anything else on the association's thread, as pynetdicom does. What
 a store's handler leaves for after its response (`after_response`) runs once the response is
 sent. And which PDUs go around pynetdicom's decoding, straight to the sink: a streamed
-store's dataset fragments but its last, each alone in its PDU."""
+store's dataset fragments but its last, each alone in its PDU. And how long a PDU it reads at
+all: pynetdicom would read whatever length a peer's 6-byte header claims, into one buffer
+of that size made at once."""
 
 from __future__ import annotations
 
 import logging
+import resource
 import socket
 import struct
 import threading
@@ -32,10 +35,16 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.events import Event
 from pynetdicom.pdu import P_DATA_TF
-from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.pdu_primitives import P_DATA, MaximumLengthNotification
 from pynetdicom.sop_class import Verification
 
-from orca_imaging.dicom_transport import AssociationServer, after_response, file_head, streamed
+from orca_imaging.dicom_transport import (
+    LONGEST_PDU_BYTES,
+    AssociationServer,
+    after_response,
+    file_head,
+    streamed,
+)
 
 SUCCESS = 0x0000
 # Small PDUs, so that a slice comes in many fragments after its command.
@@ -420,3 +429,51 @@ def test_a_connection_reset_amid_the_fragments_is_a_closed_connection_and_keeps_
         assert sink.discarded.wait(5)  # the association ended: the store never completed
     assert "store" not in served.roles
     assert not [r for r in caplog.records if "Exception in DUL.run()" in r.getMessage()]
+
+
+_A_ASSOCIATE_RQ, _P_DATA_TF, _A_ABORT = 0x01, 0x04, 0x07
+
+
+def peak_memory_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def test_a_header_claiming_gigabytes_before_any_association_is_aborted_unread(served: Served) -> None:
+    """Anyone who can connect could otherwise take 4 GB of the task with 6 bytes, before
+    any AE title is looked at; the next device is served as usual."""
+    before = peak_memory_bytes()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as intruder:
+        intruder.sendall(struct.pack(">BBL", _A_ASSOCIATE_RQ, 0, 0xFFFF_FFFF))
+        answer = intruder.recv(64)
+    assert answer[:1] == bytes([_A_ABORT])
+    assert peak_memory_bytes() - before < 256 << 20
+
+    association = device(served.port)
+    try:
+        assert association.send_c_echo().Status == SUCCESS
+    finally:
+        association.release()
+
+
+def test_a_p_data_claiming_more_than_the_longest_aborts_the_association(served: Served) -> None:
+    association = device(served.port)
+    association.dul.socket.send(struct.pack(">BBL", _P_DATA_TF, 0, LONGEST_PDU_BYTES + 1))  # type: ignore[union-attr]
+    deadline = time.monotonic() + 10
+    while not association.is_aborted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert association.is_aborted
+
+
+def test_a_device_overshooting_our_maximum_pdu_is_still_served(served: Served) -> None:
+    """Some devices ignore the maximum we offer; within the longest PDU read, they get in."""
+    ds = ct_slice()
+    association = device(served.port)
+    try:
+        # as if the device had read our maximum as 1 MB: a slice in one PDU, 64x what we offered
+        for item in association.acceptor.user_information:
+            if isinstance(item, MaximumLengthNotification):
+                item.maximum_length_received = 1 << 20
+        assert association.send_c_store(ds).Status == SUCCESS
+    finally:
+        association.release()
+    assert_kept_as_sent(served, ds)

@@ -5,7 +5,8 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
 - **A PDU is read in one buffer.** pynetdicom reads a PDU 4 KB at a time, growing a
   bytearray: 2,000 `recv` calls and as many reallocations for an 8 MB radiograph. Reading
   straight into a buffer of the PDU's size took one association from ~190 to ~300 MB/s on
-  panoramics here.
+  panoramics here. That buffer is made before the PDU arrives, at the length its header
+  claims: so no PDU longer than `LONGEST_PDU_BYTES` is read; it ends the association.
 - **Nothing waits for a poll.** pynetdicom's two threads per association poll each other
   every millisecond: the association's for a decoded message, the connection's for a
   response to send and for the next PDU. A device sends the next object only once it has
@@ -114,6 +115,11 @@ _PDV_HEADER_BYTES = 6
 _PDU_HEADER_BYTES = 6
 _P_DATA_TF = 0x04
 _FRAGMENT_BUFFER_BYTES = 1 << 17  # a 128 KB PDU's fragment in one read
+# The longest PDU read: its length is allocated at once (`_WholePduSocket.recv`), so a peer
+# is not to choose it freely (6 bytes claiming 4 GB would take 4 GB, before any AE title is
+# checked). Far above what peers send: dcmtk offers at most 128 KiB, pynetdicom splits by
+# the maximum we offer. A device that overshoots our maximum still gets in under this.
+LONGEST_PDU_BYTES = 16 << 20
 _LAST_COMMAND_FRAGMENT = b"\x03"
 # A C-STORE response's Command Field, and the Command Data Set Type saying no dataset follows.
 _STORE_RESPONSE = 0x8001
@@ -441,7 +447,9 @@ class _WakingDul(DULServiceProvider):
         ends in `time.sleep(0)`, and on busy cores that yield left the connection's thread
         waiting for a core after every fragment (one CT sender fell from 229 to 216 files/s
         while using less CPU). A turn that ends in pynetdicom's own read queues its event,
-        and one that finds nothing arriving waits in `_wait`, checking its timers, as before."""
+        and one that finds nothing arriving waits in `_wait`, checking its timers, as before.
+
+        Whatever the path, a PDU longer than `LONGEST_PDU_BYTES` is never read."""
         connection = self.socket
         try:
             while isinstance(connection, _WholePduSocket) and (arriving := self._stream_arriving()):
@@ -452,10 +460,27 @@ class _WakingDul(DULServiceProvider):
                     break
                 if not self._copy_fragment(connection, stream, length) or not connection.ready:
                     return
+            if isinstance(connection, _WholePduSocket) and not self._next_pdu_fits(connection):
+                return
         except OSError:  # reset, or timed out: as pynetdicom's own read says it
             self.event_queue.put("Evt17")
             return
         super()._read_pdu_data()
+
+    def _next_pdu_fits(self, connection: _WholePduSocket) -> bool:
+        """Whether the next PDU is no longer than `LONGEST_PDU_BYTES`. A longer one ends
+        the association as an invalid PDU (Evt19: an A-ABORT to the peer), unread."""
+        headers = bytes(connection.recv(_PDU_HEADER_BYTES))
+        if len(headers) == _PDU_HEADER_BYTES:
+            (length,) = struct.unpack_from(">L", headers, 2)
+            if length > LONGEST_PDU_BYTES:
+                logger.warning(
+                    "PDU too long: association aborted", extra={"pdu_type": headers[0], "pdu_bytes": length}
+                )
+                self.event_queue.put("Evt19")
+                return False
+        connection.unread(headers)
+        return True
 
     def _stream_arriving(self) -> tuple[_Stream, int] | None:
         """The stream of a C-STORE whose dataset is arriving, and its presentation context,
