@@ -1,7 +1,7 @@
 """What the DICOM service does before a device's first store: the registered nodes are read
 at start, not in the first association; each association shares the server's presentation
-contexts rather than copying them; and a connection counts toward its receiver's load from
-the moment it is accepted."""
+contexts rather than copying them; a connection counts toward its receiver's load from
+the moment it is accepted; and the limits (associations, PDU length) hold."""
 
 from __future__ import annotations
 
@@ -31,11 +31,12 @@ DEVICE = "PANO1"
 
 
 @pytest.fixture
-def started(tmp_path: Path) -> Iterator[Callable[[Callable[[], dict[str, DicomNode]]], DicomService]]:
+def started(tmp_path: Path) -> Iterator[Callable[..., DicomService]]:
+    """Starts a service with these nodes, and any other `ServiceConfig` fields given."""
     services: list[DicomService] = []
 
-    def start(nodes: Callable[[], dict[str, DicomNode]]) -> DicomService:
-        config = ServiceConfig(ae_title="ORCA", host="127.0.0.1", port=0)
+    def start(nodes: Callable[[], dict[str, DicomNode]], **config_fields: Any) -> DicomService:
+        config = ServiceConfig(ae_title="ORCA", host="127.0.0.1", port=0, **config_fields)
         service = DicomService(
             config, Spool(tmp_path, max_bytes=1 << 20), nodes=nodes, worklist=lambda *_: []
         )
@@ -49,7 +50,7 @@ def started(tmp_path: Path) -> Iterator[Callable[[Callable[[], dict[str, DicomNo
 
 
 def test_the_nodes_are_read_once_before_any_association(
-    started: Callable[[Callable[[], dict[str, DicomNode]]], DicomService],
+    started: Callable[..., DicomService],
 ) -> None:
     reads: list[int] = []
 
@@ -62,7 +63,7 @@ def test_the_nodes_are_read_once_before_any_association(
 
 
 def test_a_service_whose_nodes_cannot_be_read_at_start_still_starts(
-    started: Callable[[Callable[[], dict[str, DicomNode]]], DicomService], monkeypatch: pytest.MonkeyPatch
+    started: Callable[..., DicomService], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def unreachable() -> dict[str, DicomNode]:
         raise DependencyError("DynamoDB scan DICOM nodes failed")
@@ -76,7 +77,7 @@ def test_a_service_whose_nodes_cannot_be_read_at_start_still_starts(
 
 
 def test_an_association_is_given_the_servers_contexts_not_a_copy(
-    started: Callable[[Callable[[], dict[str, DicomNode]]], DicomService],
+    started: Callable[..., DicomService],
 ) -> None:
     service = started(lambda: {DEVICE: DicomNode(DEVICE, clinic_id="clinic-a", cidr="127.0.0.1/32")})
     device = AE(ae_title=DEVICE)
@@ -303,3 +304,29 @@ def test_an_association_that_never_runs_is_not_left_counted(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_one_association_beyond_the_maximum_is_rejected_and_the_maximum_pdu_is_offered(
+    started: Callable[..., DicomService], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusals: list[dict[str, Any]] = []
+    monkeypatch.setattr(observability.logger, "warning", lambda _, extra: refusals.append(extra))
+    node = DicomNode(DEVICE, clinic_id="clinic-a")
+    service = started(lambda: {DEVICE: node}, max_associations=1, max_pdu_bytes=65_536)
+    device = AE(ae_title=DEVICE)
+    device.add_requested_context(Verification)
+    first = device.associate("127.0.0.1", service.port, ae_title="ORCA")
+    try:
+        assert first.is_established
+        assert first.acceptor.maximum_length == 65_536  # what the device may send us per PDU
+        second = device.associate("127.0.0.1", service.port, ae_title="ORCA")
+        assert second.is_rejected
+    finally:
+        first.release()
+    assert [refusal["reason"] for refusal in refusals] == ["Local limit exceeded"]
+    deadline = time.monotonic() + 5
+    while service.ae.active_associations and time.monotonic() < deadline:
+        time.sleep(0.01)
+    third = device.associate("127.0.0.1", service.port, ae_title="ORCA")  # a place again
+    assert third.is_established
+    third.release()
