@@ -20,5 +20,25 @@ METRICS_NAMESPACE = "Orca/Imaging"
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
+
+def keep_log_keys_per_thread() -> None:
+    """Keys appended to the logger (a function's Lambda context, its correlation id, the
+    image at hand) kept for the thread that appends them, not for the process.
+
+    For the local stack only. Lambda gives each invocation a process to itself, and
+    Powertools keeps appended keys process-wide; in the local stack the functions share one
+    process with each other, the pumps and the DICOM service, so every line would carry the
+    keys of whichever invocation ran last anywhere, and an audit event could take another
+    request's correlation id."""
+    logger.append_keys = logger.thread_safe_append_keys  # type: ignore[method-assign]
+    logger.remove_keys = logger.thread_safe_remove_keys  # type: ignore[method-assign]
+    logger.get_correlation_id = _thread_correlation_id  # type: ignore[method-assign]
+
+
+def _thread_correlation_id() -> str | None:
+    value = logger.thread_safe_get_current_keys().get("correlation_id")
+    return str(value) if value is not None else None
+
+
 # A read-only request publishes no metric; that is expected, not worth a warning per call.
 warnings.filterwarnings("ignore", message="No application metrics to publish")

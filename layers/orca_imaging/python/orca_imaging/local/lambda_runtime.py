@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from orca_imaging.observability import keep_log_keys_per_thread
+
 if TYPE_CHECKING:
     from orca_imaging.resources import FunctionSpec
 
@@ -51,6 +53,7 @@ class FunctionHost:
     """
 
     def __init__(self) -> None:
+        keep_log_keys_per_thread()  # functions share this process, unlike in Lambda
         self._handlers: dict[str, Handler] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
