@@ -455,13 +455,26 @@ def test_a_header_claiming_gigabytes_before_any_association_is_aborted_unread(se
         association.release()
 
 
-def test_a_p_data_claiming_more_than_the_longest_aborts_the_association(served: Served) -> None:
+@pytest.mark.parametrize("amid_a_store", [False, True], ids=["between-messages", "amid-a-store"])
+def test_a_p_data_claiming_more_than_the_longest_aborts_the_association_and_keeps_nothing(
+    served: Served, amid_a_store: bool
+) -> None:
+    """Amid a store, the fragment would be copied in pieces, not read whole; refused all the
+    same, as no device sends such a PDU."""
     association = device(served.port)
-    association.dul.socket.send(struct.pack(">BBL", _P_DATA_TF, 0, LONGEST_PDU_BYTES + 1))  # type: ignore[union-attr]
+    if amid_a_store:
+        command, *fragments = store_in_p_datas(association, ct_slice(), fragment_pdu=MAX_PDU)
+        send_raw(association, [command, fragments[0]])
+    association.dul.socket.send(
+        struct.pack(">BBLLBB", _P_DATA_TF, 0, LONGEST_PDU_BYTES + 1, LONGEST_PDU_BYTES - 3, 1, 0)
+    )  # type: ignore[union-attr]
     deadline = time.monotonic() + 10
     while not association.is_aborted and time.monotonic() < deadline:
         time.sleep(0.01)
     assert association.is_aborted
+    if amid_a_store:
+        [sink] = served.sinks
+        assert sink.discarded.wait(5)
 
 
 def test_a_device_overshooting_our_maximum_pdu_is_still_served(served: Served) -> None:

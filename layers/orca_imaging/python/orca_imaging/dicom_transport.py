@@ -229,7 +229,7 @@ def _peek_lone_fragment(connection: _WholePduSocket, context_id: int) -> tuple[b
     if len(headers) < _PDU_HEADER_BYTES or headers[0] != _P_DATA_TF:
         return headers, None
     (pdu_length,) = struct.unpack_from(">L", headers, 2)
-    if pdu_length <= _PDV_HEADER_BYTES:  # reading a PDV's header would read past the PDU
+    if not _PDV_HEADER_BYTES < pdu_length <= LONGEST_PDU_BYTES:  # too short for a PDV, or too long
         return headers, None
     headers += connection.recv(_PDV_HEADER_BYTES)
     if len(headers) < _PDU_HEADER_BYTES + _PDV_HEADER_BYTES:
