@@ -260,6 +260,25 @@ def test_a_device_outside_its_network_is_refused(
     assert refusals.counted == 1
 
 
+def test_another_clinic_can_neither_take_over_nor_remove_a_registered_device(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    """A device's AE title belongs to the clinic that registered it: were another clinic's
+    admin able to register it again, that device's images would go to the other clinic."""
+    owner, ae_title = new_clinic_with_node(stack)
+    other = ApiClient(stack, f"clinic-{uuid.uuid4().hex[:10]}", Role.CLINIC_ADMIN)
+    taken = other.post("/dicom/nodes", {"aeTitle": ae_title})
+    assert taken.status_code == 409 and taken.json()["code"] == "conflict"
+    assert other.delete(f"/dicom/nodes/{ae_title}").status_code == 404
+    assert [n["aeTitle"] for n in other.get("/dicom/nodes").json()["nodes"]] == []
+    assert [n["aeTitle"] for n in owner.get("/dicom/nodes").json()["nodes"]] == [ae_title]
+    slice_file = tmp_path / "slice.dcm"
+    slice_file.write_bytes(dental_object("CT"))
+    assert run(STORESCU, stack, ae_title, slice_file).returncode == 0
+    stack.wait_until(lambda: stored_keys(stack, owner.clinic) or None, timeout=60)
+    assert stored_keys(stack, other.clinic) == []
+
+
 class UnreachableS3:
     """S3 that refuses every write while `down`, counting the attempts."""
 
