@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import zlib
 from typing import TYPE_CHECKING
 
 import pytest
@@ -155,3 +156,68 @@ def test_a_file_spooled_before_the_header_slot_is_still_read(tmp_path: Path) -> 
 
     (left,) = spool.waiting()
     assert left.arrival == arrival(1) and left.object_bytes() == b"DICM-bytes\n"
+
+
+class CrashBeforeRename(Exception):
+    """Stands for a crash after a store's fsync that undid (or came before) its rename."""
+
+
+def durable_but_not_renamed(spool: Spool, data: bytes, n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An object kept up to its rename, which never lands: as after a crash that undid a
+    rename the directory's fsync no longer makes durable before the Success."""
+    receiving = spool.receive()
+    receiving.write(data)
+    with monkeypatch.context() as patched:
+
+        def crash(*_: object) -> None:
+            raise CrashBeforeRename
+
+        patched.setattr(spool_module.Path, "replace", crash)
+        with pytest.raises(CrashBeforeRename):
+            receiving.keep(arrival(n))
+
+
+def test_a_whole_object_whose_rename_a_crash_undid_is_recovered_by_the_next_task(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    crashed = Spool(tmp_path, max_bytes=1 << 20)
+    whole = os.urandom(300_000)  # across several read chunks' worth of the CRC
+    durable_but_not_renamed(crashed, whole, 1, monkeypatch)
+    crashed.close()
+
+    again = Spool(tmp_path, max_bytes=1 << 20)
+    assert [(s.arrival, s.object_bytes()) for s in again.waiting()] == [(arrival(1), whole)]
+    assert partial_writes(tmp_path) == []
+
+
+@pytest.mark.parametrize("damage", ["cut short", "a byte changed", "grown"])
+def test_a_dead_tasks_file_that_its_header_does_not_prove_whole_is_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """A crash can leave a file whose header was written but whose bytes were not all on
+    disk: the length and CRC-32 in its header say so, and it was never acknowledged."""
+    crashed = Spool(tmp_path, max_bytes=1 << 20)
+    durable_but_not_renamed(crashed, b"DICM" + bytes(range(256)) * 100, 1, monkeypatch)
+    (left,) = crashed.incoming.glob("*.partial")
+    data = bytearray(left.read_bytes())
+    if damage == "cut short":
+        del data[-100:]
+    elif damage == "a byte changed":
+        data[-100] ^= 0xFF
+    else:
+        data += b"\0" * 100
+    left.write_bytes(data)
+    crashed.close()
+
+    again = Spool(tmp_path, max_bytes=1 << 20)
+    assert list(again.waiting()) == []
+    assert partial_writes(tmp_path) == []
+
+
+def test_a_kept_objects_header_holds_its_length_and_crc(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=10_000)
+    receiving = spool.receive(b"DICM-")
+    receiving.write(b"bytes")
+    spooled = receiving.keep(arrival(1))
+    header = spooled.path.read_bytes()[: spooled.header_bytes]
+    assert spool_module._read_header(header) == (arrival(1), 10, zlib.crc32(b"DICM-bytes"))  # noqa: SLF001

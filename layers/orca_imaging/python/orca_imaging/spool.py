@@ -4,9 +4,18 @@ told Success, and where the drainer finds it.
 An object is written to the task's own folder in `incoming/` under a temporary name, as
 one file, while it arrives (`Receiving`): a slot for a header line, then the object's bytes
 as received. Once it is complete, the line saying who sent it and when (its `Arrival`, as
-JSON) fills the slot, the file is fsynced, renamed into `ready/`, and the directory
-fsynced: after `keep` returns, a crash or a killed task loses nothing, a half-written
-object is never in `ready/`, and no object is ever there without its arrival. One file, not
+JSON, with the object's length and CRC-32, counted as it arrived) fills the slot, the file
+is fsynced and renamed into `ready/`. After `keep` returns, a crash or a killed task loses
+nothing, a half-written object is never in `ready/`, and no object is ever there without
+its arrival.
+
+The directory is not fsynced before the Success: a crash may undo the rename, but the
+file itself is durable in the task's folder, and its header proves it whole, so the next
+task to start moves it into `ready/` (`_recover_or_remove`); a file whose length or CRC
+does not match its header, or that has none yet, was never acknowledged and is removed. On
+ext4 each directory fsync was a journal commit of its own, and four devices' stores queued
+behind each other's: eight alternating rounds of four CT senders against one went from
+1.51x to 1.66x without it, the CRC included (~0.25 ms of CPU per MB). One file, not
 the object and a sidecar, saves a create, an fsync and a rename per store (about 1 ms of
 the 3 a CT slice's store took here); writing as it arrives lets the disk start long before
 the fsync (for an 8 MB radiograph here the fsync fell from ~6.5 to ~3 ms even when written
@@ -15,9 +24,9 @@ directory locally) lets the next task drain what the last one left.
 
 Several tasks share one spool (the service runs two or more, and a deployment starts new
 ones beside the old). Each holds an advisory lock on its incoming folder (on EFS an NFS
-lock, released when the task dies). Leftovers in a folder whose lock can be taken are
-partial writes of a task that died before Success: the sender was never told the object
-was kept, so they are removed at start. A live task's folder is left alone. Every task's
+lock, released when the task dies). What is left in a folder whose lock can be taken is a
+dead task's: whole objects it had made durable go on to `ready/`, partial writes (the
+sender was never told they were kept) are removed. A live task's folder is left alone. Every task's
 drainer reads all of `ready/`; an object another one sent first is simply skipped.
 """
 
@@ -30,6 +39,7 @@ import os
 import shutil
 import time
 import uuid
+import zlib
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,6 +99,8 @@ _SUFFIX = ".spooled"
 # The first line of a spooled file: this tag, then the arrival as JSON (which holds no raw
 # newline), then a newline. The tag names the format, should it ever change.
 _HEADER_TAG = b"orca-spool/1 "
+# Beside the arrival's fields in the header: what proves the object whole after a crash.
+_OBJECT_BYTES, _CRC32 = "object_bytes", "crc32"
 # The line's longest. It is now padded to exactly this: a slot at the file's start, so the
 # object's bytes can be written after it before the arrival is known. Files from earlier
 # versions have it unpadded.
@@ -116,7 +128,7 @@ class Spool:
         self._lock = _try_lock(incoming / f".{name}" / _LOCK)
         (incoming / f".{name}").rename(incoming / name)
         self.incoming = incoming / name
-        _remove_abandoned(incoming, keep=self.incoming)
+        _clear_abandoned(incoming, keep=self.incoming, ready=self.ready)
         self._used: tuple[float, int] | None = None
 
     def close(self) -> None:
@@ -209,6 +221,7 @@ class Receiving:
         # retrying against a backlog would otherwise make and unlink again and again.
         self._descriptor = None if refused else os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         self._size = self._written_back = _HEADER_SLOT_BYTES  # written after the header's slot
+        self._crc = 0  # of the object's bytes so far
         if self._descriptor is not None:
             os.lseek(self._descriptor, _HEADER_SLOT_BYTES, os.SEEK_SET)
         self._kept = False
@@ -222,6 +235,7 @@ class Receiving:
             return
         try:
             view = memoryview(data)
+            self._crc = zlib.crc32(view, self._crc)
             while view:  # a regular file takes all at once but for a full disk or a signal
                 count = os.write(self._descriptor, view)
                 view, self._size = view[count:], self._size + count
@@ -242,12 +256,11 @@ class Receiving:
                 raise self._failure
             if self._descriptor is None:
                 raise SpoolFullError("the object was discarded")
-            os.pwrite(self._descriptor, _header(arrival), 0)
+            os.pwrite(self._descriptor, _header(arrival, self._size - _HEADER_SLOT_BYTES, self._crc), 0)
             os.fsync(self._descriptor)
             self._close()
-            self.path.replace(ready)
+            self.path.replace(ready)  # not fsynced: the next task recovers it (see the module)
             self._kept = True
-            _fsync_directory(spool.ready)
         except OSError as e:
             self.discard()
             raise SpoolFullError(f"the object could not be made durable: {e.strerror}") from e
@@ -269,9 +282,11 @@ class Receiving:
             self._descriptor = None
 
 
-def _header(arrival: Arrival) -> bytes:
-    """The arrival line, padded with spaces (which JSON ignores) to fill the header slot."""
-    line = _HEADER_TAG + json.dumps(asdict(arrival)).encode()
+def _header(arrival: Arrival, object_bytes: int, crc32: int) -> bytes:
+    """The arrival line, with the object's length and CRC-32, padded with spaces (which JSON
+    ignores) to fill the header slot."""
+    fields = {**asdict(arrival), _OBJECT_BYTES: object_bytes, _CRC32: crc32}
+    line = _HEADER_TAG + json.dumps(fields).encode()
     if len(line) >= _HEADER_SLOT_BYTES:
         raise SpoolFullError("the arrival does not fit its header slot")
     return line.ljust(_HEADER_SLOT_BYTES - 1) + b"\n"
@@ -279,9 +294,17 @@ def _header(arrival: Arrival) -> bytes:
 
 def _arrival(header: bytes) -> Arrival:
     """The arrival in a spooled file's first line; ValueError or TypeError when it is not one."""
+    return _read_header(header)[0]
+
+
+def _read_header(header: bytes) -> tuple[Arrival, int | None, int | None]:
+    """The arrival, the object's length and its CRC-32 (None in files from before they were
+    written); ValueError or TypeError when the line is not a header."""
     if not header.startswith(_HEADER_TAG) or not header.endswith(b"\n"):
         raise ValueError("not a spool header")
-    return Arrival(**json.loads(header.removeprefix(_HEADER_TAG)))
+    fields = json.loads(header.removeprefix(_HEADER_TAG))
+    object_bytes, crc32 = fields.pop(_OBJECT_BYTES, None), fields.pop(_CRC32, None)
+    return Arrival(**fields), object_bytes, crc32
 
 
 def _try_lock(path: Path) -> TextIO | None:
@@ -295,11 +318,11 @@ def _try_lock(path: Path) -> TextIO | None:
     return handle
 
 
-def _remove_abandoned(incoming: Path, *, keep: Path) -> None:
-    """Partial writes of tasks that are gone: folders whose lock can be taken, and files
-    from before there were per-task folders. Dotted folders are being made; left alone.
-    Our own folder is skipped by name: over NFS a lock is the process's, so this process
-    could take its own lock a second time."""
+def _clear_abandoned(incoming: Path, *, keep: Path, ready: Path) -> None:
+    """What tasks that are gone left: folders whose lock can be taken, and files from before
+    there were per-task folders (partial writes then). Dotted folders are being made; left
+    alone. Our own folder is skipped by name: over NFS a lock is the process's, so this
+    process could take its own lock a second time."""
     for entry in incoming.iterdir():
         if entry.name.startswith(".") or entry == keep:
             continue
@@ -310,9 +333,35 @@ def _remove_abandoned(incoming: Path, *, keep: Path) -> None:
         if lock is None:
             continue  # its task is alive
         try:
+            recovered = sum(_recover_or_remove(path, ready) for path in entry.glob("*.partial"))
+            if recovered:
+                _fsync_directory(ready)  # before the folder they were in is gone
+                logger.info("whole objects of a stopped task recovered", extra={"objects": recovered})
             shutil.rmtree(entry, ignore_errors=True)
         finally:
             lock.close()
+
+
+def _recover_or_remove(path: Path, ready: Path) -> bool:
+    """A dead task's file: moved into `ready/` when its header proves it whole (a store made
+    durable whose rename a crash undid, or that the task died before renaming: its device
+    may not have been told, and sends it again, which ingest finds already stored); else
+    removed, as a partial write. True when moved."""
+    try:
+        with path.open("rb") as f:
+            arrival, object_bytes, crc32 = _read_header(f.readline(_HEADER_SLOT_BYTES))
+            f.seek(_HEADER_SLOT_BYTES)
+            size, crc = 0, 0
+            while chunk := f.read(_WRITE_BACK_EVERY_BYTES):
+                size, crc = size + len(chunk), zlib.crc32(chunk, crc)
+        whole = (size, crc) == (object_bytes, crc32)
+    except (OSError, ValueError, TypeError):
+        whole = False
+    if whole:
+        path.replace(ready / f"{arrival.image_id}{_SUFFIX}")
+    else:
+        path.unlink(missing_ok=True)
+    return whole
 
 
 def _folder_bytes(folder: Path) -> int:
