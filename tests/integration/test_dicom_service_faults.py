@@ -182,8 +182,9 @@ def test_killed_mid_association_the_sender_sees_failure_and_the_next_task_drains
     processes.append(ServiceProcess(spool_dir))  # the replacement task, with S3 working
     stack.wait_until(lambda: spooled(spool_dir) == 0, timeout=60)
     kept = stored_objects(stack, admin.clinic)
-    # Everything acknowledged is in S3; at most one more, fsynced just before the kill but
-    # never acknowledged (the device resends it: same SOP instance, caught by ingest).
+    # Everything acknowledged is in S3; at most one more, whole on the spool just before the
+    # kill but never acknowledged (renamed into ready/, or recovered by the next task from
+    # the dead one's folder; the device resends it: same SOP instance, caught by ingest).
     assert told_success <= len(kept) <= told_success + 1
     assert len(kept) >= 3  # at least what was seen spooled before the kill
     originals = {str(dcmread(p).SOPInstanceUID): p for p in radiographs}
