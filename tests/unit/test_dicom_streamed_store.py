@@ -482,7 +482,7 @@ def test_a_device_overshooting_our_maximum_pdu_is_still_served(served: Served) -
     ds = ct_slice()
     association = device(served.port)
     try:
-        # as if the device had read our maximum as 1 MB: a slice in one PDU, 64x what we offered
+        # as if the device had read our maximum as 1 MB: the 128 KB slice in one PDU, 8x ours
         for item in association.acceptor.user_information:
             if isinstance(item, MaximumLengthNotification):
                 item.maximum_length_received = 1 << 20
