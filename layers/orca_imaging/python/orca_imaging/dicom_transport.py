@@ -221,15 +221,17 @@ def _padded(text: str, pad: bytes) -> bytes:
     return value + pad if len(value) % 2 else value
 
 
-def _peek_lone_fragment(connection: _WholePduSocket, context_id: int) -> tuple[bytes, int | None]:
-    """The next PDU's headers, read, and the length of the dataset fragment that follows them
-    when the PDU is one P-DATA-TF holding one PDV of `context_id`'s dataset, not its last
-    fragment (PS3.8 9.3.5, E.2); None for anything else."""
-    headers = bytes(connection.recv(_PDU_HEADER_BYTES))
-    if len(headers) < _PDU_HEADER_BYTES or headers[0] != _P_DATA_TF:
+def _peek_lone_fragment(
+    connection: _WholePduSocket, headers: bytes, context_id: int
+) -> tuple[bytes, int | None]:
+    """Given a PDU's header, read: the headers read so far (its PDV's too, when it has one),
+    and the length of the dataset fragment that follows them when the PDU is one P-DATA-TF
+    holding one PDV of `context_id`'s dataset, not its last fragment (PS3.8 9.3.5, E.2);
+    None for anything else."""
+    if headers[0] != _P_DATA_TF:
         return headers, None
     (pdu_length,) = struct.unpack_from(">L", headers, 2)
-    if not _PDV_HEADER_BYTES < pdu_length <= LONGEST_PDU_BYTES:  # too short for a PDV, or too long
+    if pdu_length <= _PDV_HEADER_BYTES:  # reading a PDV's header would read past the PDU
         return headers, None
     headers += connection.recv(_PDV_HEADER_BYTES)
     if len(headers) < _PDU_HEADER_BYTES + _PDV_HEADER_BYTES:
@@ -452,35 +454,38 @@ class _WakingDul(DULServiceProvider):
         Whatever the path, a PDU longer than `LONGEST_PDU_BYTES` is never read."""
         connection = self.socket
         try:
-            while isinstance(connection, _WholePduSocket) and (arriving := self._stream_arriving()):
-                stream, context_id = arriving
-                headers, length = _peek_lone_fragment(connection, context_id)
-                if length is None:
+            while isinstance(connection, _WholePduSocket):
+                headers = bytes(connection.recv(_PDU_HEADER_BYTES))
+                if len(headers) < _PDU_HEADER_BYTES:  # closed: pynetdicom's read says so
                     connection.unread(headers)
                     break
-                if not self._copy_fragment(connection, stream, length) or not connection.ready:
+                if not self._fits(headers):
                     return
-            if isinstance(connection, _WholePduSocket) and not self._next_pdu_fits(connection):
-                return
+                arriving = self._stream_arriving()
+                length = None
+                if arriving is not None:
+                    headers, length = _peek_lone_fragment(connection, headers, arriving[1])
+                if arriving is None or length is None:
+                    connection.unread(headers)
+                    break
+                if not self._copy_fragment(connection, arriving[0], length) or not connection.ready:
+                    return
         except OSError:  # reset, or timed out: as pynetdicom's own read says it
             self.event_queue.put("Evt17")
             return
         super()._read_pdu_data()
 
-    def _next_pdu_fits(self, connection: _WholePduSocket) -> bool:
-        """Whether the next PDU is no longer than `LONGEST_PDU_BYTES`. A longer one ends
-        the association as an invalid PDU (Evt19: an A-ABORT to the peer), unread."""
-        headers = bytes(connection.recv(_PDU_HEADER_BYTES))
-        if len(headers) == _PDU_HEADER_BYTES:
-            (length,) = struct.unpack_from(">L", headers, 2)
-            if length > LONGEST_PDU_BYTES:
-                logger.warning(
-                    "PDU too long: association aborted", extra={"pdu_type": headers[0], "pdu_bytes": length}
-                )
-                self.event_queue.put("Evt19")
-                return False
-        connection.unread(headers)
-        return True
+    def _fits(self, pdu_header: bytes) -> bool:
+        """Whether the PDU is no longer than `LONGEST_PDU_BYTES`. A longer one ends the
+        association as an invalid PDU (Evt19: an A-ABORT to the peer), unread."""
+        (length,) = struct.unpack_from(">L", pdu_header, 2)
+        if length <= LONGEST_PDU_BYTES:
+            return True
+        logger.warning(
+            "PDU too long: association aborted", extra={"pdu_type": pdu_header[0], "pdu_bytes": length}
+        )
+        self.event_queue.put("Evt19")
+        return False
 
     def _stream_arriving(self) -> tuple[_Stream, int] | None:
         """The stream of a C-STORE whose dataset is arriving, and its presentation context,
