@@ -305,12 +305,13 @@ class DicomService(Construct):
                 description="DICOM C-STOREs answered with a failure status.",
                 topic=alarm_topic,
             ),
-            # An acknowledged object whose spooled file cannot be read: set aside on EFS.
+            # An acknowledged object whose spooled file cannot be read, or no longer matches
+            # its CRC-32: set aside on EFS.
             "SpoolDamaged": alarm_on_any(
                 self,
                 "SpoolDamagedAlarm",
                 service_metric("DicomSpoolDamaged", "Sum"),
-                description="A spooled DICOM file could not be read; it is kept in damaged/.",
+                description="A spooled DICOM file was unreadable or damaged; it is kept in damaged/.",
                 topic=alarm_topic,
             ),
         }

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from orca_imaging import spool as spool_module
-from orca_imaging.errors import SpoolFullError
+from orca_imaging.errors import SpooledObjectDamagedError, SpoolFullError
 from orca_imaging.spool import Arrival, Spool
 
 if TYPE_CHECKING:
@@ -221,3 +221,25 @@ def test_a_kept_objects_header_holds_its_length_and_crc(tmp_path: Path) -> None:
     spooled = receiving.keep(arrival(1))
     header = spooled.path.read_bytes()[: spooled.header_bytes]
     assert spool_module._read_header(header) == (arrival(1), 10, zlib.crc32(b"DICM-bytes"))  # noqa: SLF001
+
+
+@pytest.mark.parametrize("damage", ["cut short", "a byte changed", "grown"])
+def test_a_ready_object_that_no_longer_matches_its_crc_is_never_read_as_the_devices(
+    tmp_path: Path, damage: str
+) -> None:
+    """Acknowledged, then damaged on disk: reading it says so, rather than giving S3 bytes
+    the device never sent."""
+    spool = Spool(tmp_path, max_bytes=1 << 20)
+    kept = spool.put(b"DICM" + bytes(range(256)) * 100, arrival(1))
+    data = bytearray(kept.path.read_bytes())
+    if damage == "cut short":
+        del data[-100:]
+    elif damage == "a byte changed":
+        data[-100] ^= 0xFF
+    else:
+        data += b"\0" * 100
+    kept.path.write_bytes(data)
+
+    (waiting,) = spool.waiting()
+    with pytest.raises(SpooledObjectDamagedError, match="img_0001"):
+        waiting.object_bytes()

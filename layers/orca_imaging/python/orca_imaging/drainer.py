@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from orca_imaging.errors import SpooledObjectDamagedError
 from orca_imaging.observability import logger, metrics
 
 if TYPE_CHECKING:
@@ -79,6 +80,9 @@ class Drainer:
         try:
             self.originals.keep(spooled.arrival, spooled.object_bytes())
         except FileNotFoundError:  # another task's drainer sent it first
+            return 0
+        except SpooledObjectDamagedError:  # never sent as the device's original
+            self.spool.set_aside(spooled.path, "its object does not match its CRC-32")
             return 0
         self.spool.remove(spooled)
         self._warm = True

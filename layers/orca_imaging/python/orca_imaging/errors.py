@@ -115,3 +115,11 @@ class SpoolFullError(OrcaError):
 
     status = 507
     code = "spool_full"
+
+
+class SpooledObjectDamagedError(OrcaError):
+    """A spooled object whose bytes no longer match the length and CRC-32 counted as they
+    arrived: damaged on disk after its device was told Success. Set aside, never sent."""
+
+    status = 500
+    code = "spooled_object_damaged"

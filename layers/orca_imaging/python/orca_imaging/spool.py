@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from orca_imaging.errors import SpoolFullError
+from orca_imaging.errors import SpooledObjectDamagedError, SpoolFullError
 from orca_imaging.ids import new_image_id
 from orca_imaging.observability import logger, metrics
 
@@ -88,12 +88,23 @@ class Spooled:
     path: Path
     arrival: Arrival
     header_bytes: int  # the arrival line before the object's own bytes
+    # As counted while the object arrived; None in files from before they were kept.
+    length: int | None = None
+    crc32: int | None = None
 
     def object_bytes(self) -> bytes:
-        """The object exactly as received. FileNotFoundError once another task sent it."""
+        """The object exactly as received: checked against its length and CRC-32, so that
+        what goes to S3 is what the device sent (botocore's own CRC then covers the way
+        there). SpooledObjectDamagedError when it no longer matches; FileNotFoundError once
+        another task sent it."""
         with self.path.open("rb") as f:
             f.seek(self.header_bytes)
-            return f.read()
+            body = f.read()
+        if self.crc32 is not None and (len(body), zlib.crc32(body)) != (self.length, self.crc32):
+            raise SpooledObjectDamagedError(
+                f"spooled object {self.arrival.image_id} does not match its CRC-32"
+            )
+        return body
 
 
 _SUFFIX = ".spooled"
@@ -185,21 +196,21 @@ class Spool:
             except FileNotFoundError:
                 continue
             try:
-                arrival = _arrival(header)
+                arrival, length, crc32 = _read_header(header)
             except (ValueError, TypeError):
-                self._set_aside(path)
+                self.set_aside(path, "its arrival cannot be read")
                 continue
-            yield Spooled(path, arrival, len(header))
+            yield Spooled(path, arrival, len(header), length, crc32)
 
-    def _set_aside(self, path: Path) -> None:
-        """A file whose arrival cannot be read (damaged on disk, or another format): kept in
-        `damaged/` for an operator, not retried ahead of every object behind it."""
+    def set_aside(self, path: Path, reason: str) -> None:
+        """A damaged file (its arrival unreadable, its object not matching its CRC-32): kept
+        in `damaged/` for an operator, not retried ahead of every object behind it."""
         try:
             path.replace(self.damaged / path.name)
         except FileNotFoundError:  # another task's drainer set it aside first
             return
         metrics.add_metric(name="DicomSpoolDamaged", unit="Count", value=1)
-        logger.error("spooled file unreadable: set aside", extra={"spooled_file": path.name})
+        logger.error("spooled file damaged: set aside", extra={"spooled_file": path.name, "reason": reason})
 
     def remove(self, spooled: Spooled) -> None:
         """Only once S3 has the object. Not fsynced: a removal lost in a crash only sends the
@@ -271,7 +282,7 @@ class Receiving:
             self.discard()
             raise
         spool.count_used(self._size)
-        return Spooled(ready, arrival, _HEADER_SLOT_BYTES)
+        return Spooled(ready, arrival, _HEADER_SLOT_BYTES, self._size - _HEADER_SLOT_BYTES, self._crc)
 
     def discard(self) -> None:
         """Drop what was written (nothing, once kept)."""
@@ -293,11 +304,6 @@ def _header(arrival: Arrival, object_bytes: int, crc32: int) -> bytes:
     if len(line) >= _HEADER_SLOT_BYTES:
         raise SpoolFullError("the arrival does not fit its header slot")
     return line.ljust(_HEADER_SLOT_BYTES - 1) + b"\n"
-
-
-def _arrival(header: bytes) -> Arrival:
-    """The arrival in a spooled file's first line; ValueError or TypeError when it is not one."""
-    return _read_header(header)[0]
 
 
 def _read_header(header: bytes) -> tuple[Arrival, int | None, int | None]:
