@@ -3,10 +3,12 @@ object pushed and ingested, refusals at association."""
 
 from __future__ import annotations
 
+import base64
 import io
 import logging
 import subprocess
 import uuid
+import zlib
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -96,6 +98,15 @@ def stored_objects(stack: LocalStack, clinic: str) -> list[bytes]:
     return [s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in stored_keys(stack, clinic)]
 
 
+def assert_sent_with_their_crc(stack: LocalStack, clinic: str) -> None:
+    assert stack.resources is not None
+    bucket, s3 = stack.resources.values["originals_bucket"], stack.client("s3")
+    for key in stored_keys(stack, clinic):
+        data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        checksum = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")["ChecksumCRC32"]
+        assert base64.b64decode(checksum) == zlib.crc32(data).to_bytes(4, "big")
+
+
 def test_a_registered_device_echoes(stack: LocalStack) -> None:
     _, ae_title = new_clinic_with_node(stack)
     done = run(ECHOSCU, stack, ae_title)
@@ -139,6 +150,9 @@ def test_every_corpus_object_is_acknowledged_stored_and_ingested(stack: LocalSta
     # the file's bytes are not what arrives; the service keeps what arrived, verbatim.
     arrived = sorted(sop_instance(data) for data in stack.wait_until(all_in, timeout=60))
     assert arrived == sorted(sop_instance(p.read_bytes()) for p in SENDABLE)
+    # Each went to S3 with a CRC-32 of its bytes, for S3 to check them by (botocore's
+    # default), once the drainer had checked them against the CRC-32 counted as they arrived.
+    assert_sent_with_their_crc(stack, admin.clinic)
 
     def ingested() -> list[dict[str, Any]] | None:
         items = admin.get("/dicom/pending", limit=200).json()["items"]
