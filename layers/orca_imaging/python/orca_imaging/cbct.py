@@ -19,7 +19,7 @@ from orca_imaging import repository, volumes
 from orca_imaging.errors import DependencyError, FileRejectedError
 from orca_imaging.intake import ACTOR
 from orca_imaging.models import FileType, ImageCategory, ImageModel, ImageStatus, utcnow
-from orca_imaging.observability import logger, metrics
+from orca_imaging.observability import item_keys, logger, metrics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -219,16 +219,18 @@ def sweep(
     quiet_since = (now() - timedelta(seconds=settings.series_stable_seconds)).isoformat()
     built = 0
     for volume in repository.quiet_open_series(OPEN, quiet_since):
-        logger.append_keys(clinic_id=volume.clinic_id, image_id=volume.image_id)
-        try:
-            build_series(volume, s3=s3, settings=settings, complete_by="quiet_period")
-            built += 1
-        except FileRejectedError as e:
-            logger.warning("volume could not be built", extra={"reason": e.reason})
-            metrics.add_metric(name="VolumesFailed", unit="Count", value=1)
-            repository.close_series(volume)
-        except Exception as e:  # noqa: BLE001  # left open for the next sweep; the volumes after it go on
-            # Its type only: a message from a DICOM library may quote a value, and values are PHI.
-            logger.error("volume build failed; retried at the next sweep", extra={"error": type(e).__name__})
-            metrics.add_metric(name="VolumeBuildErrors", unit="Count", value=1)
+        with item_keys(clinic_id=volume.clinic_id, image_id=volume.image_id):
+            try:
+                build_series(volume, s3=s3, settings=settings, complete_by="quiet_period")
+                built += 1
+            except FileRejectedError as e:
+                logger.warning("volume could not be built", extra={"reason": e.reason})
+                metrics.add_metric(name="VolumesFailed", unit="Count", value=1)
+                repository.close_series(volume)
+            except Exception as e:  # noqa: BLE001  # left open for the next sweep; the volumes after it go on
+                # Its type only: a message from a DICOM library may quote a value, and values are PHI.
+                logger.error(
+                    "volume build failed; retried at the next sweep", extra={"error": type(e).__name__}
+                )
+                metrics.add_metric(name="VolumeBuildErrors", unit="Count", value=1)
     return built

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from orca_imaging.observability import logger, metrics
+from orca_imaging.observability import item_keys, logger, metrics
 from orca_imaging.resources import queue_feeding
 
 if TYPE_CHECKING:
@@ -25,11 +25,15 @@ def sqs_handler(
     item failure (the others are done), so SQS retries only it, then dead-letters it."""
     processor = BatchProcessor(event_type=EventType.SQS)
 
+    def handle_one(record: SQSRecord) -> None:
+        with item_keys():  # the record's correlation id and image go with it
+            handle_record(record)
+
     @logger.inject_lambda_context
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
         return process_partial_response(
-            event=event, record_handler=handle_record, processor=processor, context=context
+            event=event, record_handler=handle_one, processor=processor, context=context
         )
 
     return lambda_handler

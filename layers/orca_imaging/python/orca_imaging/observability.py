@@ -11,14 +11,36 @@ and at import it builds a botocore X-Ray client, about 170 ms of every cold star
 from __future__ import annotations
 
 import warnings
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 SERVICE = "orca-imaging"
 METRICS_NAMESPACE = "Orca/Imaging"
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
+
+# What one record or item of a batch puts on its lines. A warm Lambda handles many in one
+# process, and Powertools keeps appended keys until removed: the next record's lines, up to
+# its own `append_keys`, would carry the last one's image.
+ITEM_KEYS = ("correlation_id", "clinic_id", "image_id", "retrieve_id")
+
+
+@contextmanager
+def item_keys(**keys: Any) -> Iterator[None]:
+    """Lines logged inside carry `keys`; once done, no key of `ITEM_KEYS` is left, whoever
+    appended it (Powertools' own `append_context_keys` appends process-wide, past the local
+    stack's per-thread keys)."""
+    logger.append_keys(**keys)
+    try:
+        yield
+    finally:
+        logger.remove_keys([*ITEM_KEYS, *keys])
 
 
 def keep_log_keys_per_thread() -> None:

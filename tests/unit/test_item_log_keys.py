@@ -1,0 +1,104 @@
+"""Log keys of one item of a batch stay on that item's lines. A warm Lambda handles record
+after record in one process, and Powertools keeps appended keys until they are removed: a
+record's lines, up to its own `append_keys`, carried the image and correlation id of the
+record before it, and lines after a CBCT sweep those of its last volume."""
+
+from __future__ import annotations
+
+import json
+import logging
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from orca_imaging import cbct, observability
+from orca_imaging.consumers import sqs_handler
+from orca_imaging.local.lambda_runtime import LocalContext
+from orca_imaging.models import ImageModel
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+logger = observability.logger
+
+
+@pytest.fixture
+def lines() -> Iterator[list[dict[str, Any]]]:
+    """The service logger's lines, as Powertools formats them, from a logger that no earlier
+    test in this process left keys on."""
+    logger.remove_keys(observability.ITEM_KEYS)
+    formatted: list[dict[str, Any]] = []
+
+    class Formatted(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            formatted.append(json.loads(logger.registered_formatter.format(record)))
+
+    handler, service_log = Formatted(), logging.getLogger(observability.SERVICE)
+    service_log.addHandler(handler)
+    yield formatted
+    service_log.removeHandler(handler)
+
+
+def _sqs_event(*bodies: dict[str, str]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": f"message-{n}",
+                "receiptHandle": "handle",
+                "body": json.dumps(body),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:queue",
+                "awsRegion": "eu-west-1",
+            }
+            for n, body in enumerate(bodies)
+        ]
+    }
+
+
+def test_a_records_keys_are_gone_before_the_next_record(lines: list[dict[str, Any]]) -> None:
+    def handle(record: SQSRecord) -> None:
+        logger.info("record started")  # before this record appends anything of its own
+        logger.set_correlation_id(record.message_id)
+        logger.append_keys(clinic_id="clinic-a", image_id=record.json_body["image"])
+        logger.info("record done")
+
+    handler = sqs_handler(handle)
+    response = handler(
+        _sqs_event({"image": "img_1"}, {"image": "img_2"}), LocalContext("process_image", 512, 15)
+    )
+    logger.info("after the batch")
+
+    assert response == {"batchItemFailures": []}
+    started = [line for line in lines if line["message"] == "record started"]
+    done = [line for line in lines if line["message"] == "record done"]
+    assert [(line["image_id"], line["correlation_id"]) for line in done] == [
+        ("img_1", "message-0"),
+        ("img_2", "message-1"),
+    ]
+    for line in [*started, *[line for line in lines if line["message"] == "after the batch"]]:
+        assert not {"image_id", "clinic_id", "correlation_id"} & line.keys(), line
+
+
+def test_a_sweeps_volume_keys_are_on_its_own_lines_only(
+    lines: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quiet = [ImageModel(clinic_id="clinic-1", image_id=f"vol_{n}") for n in range(2)]
+
+    def build(volume: ImageModel, **_: object) -> None:
+        logger.info("building")
+
+    monkeypatch.setattr(cbct.repository, "quiet_open_series", lambda *_: iter(quiet))
+    monkeypatch.setattr(cbct, "build_series", build)
+    assert cbct.sweep(s3=None, settings=SimpleNamespace(series_stable_seconds=60)) == 2  # type: ignore[arg-type]
+    logger.info("after the sweep")
+
+    building = [line.get("image_id") for line in lines if line["message"] == "building"]
+    assert building == ["vol_0", "vol_1"]
+    (after,) = [line for line in lines if line["message"] == "after the sweep"]
+    assert not {"image_id", "clinic_id"} & after.keys()
