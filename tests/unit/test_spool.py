@@ -190,7 +190,22 @@ def test_a_whole_object_whose_rename_a_crash_undid_is_recovered_by_the_next_task
     assert partial_writes(tmp_path) == []
 
 
-@pytest.mark.parametrize("damage", ["cut short", "a byte changed", "grown"])
+DAMAGES = ["cut short", "a byte changed", "grown"]
+
+
+def spoil(path: Path, damage: str) -> None:
+    """Damage a spooled file's object as a disk or a crash might."""
+    data = bytearray(path.read_bytes())
+    if damage == "cut short":
+        del data[-100:]
+    elif damage == "a byte changed":
+        data[-100] ^= 0xFF
+    else:
+        data += b"\0" * 100
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_a_dead_tasks_file_that_its_header_does_not_prove_whole_is_removed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
 ) -> None:
@@ -199,14 +214,7 @@ def test_a_dead_tasks_file_that_its_header_does_not_prove_whole_is_removed(
     crashed = Spool(tmp_path, max_bytes=1 << 20)
     durable_but_not_renamed(crashed, b"DICM" + bytes(range(256)) * 100, 1, monkeypatch)
     (left,) = crashed.incoming.glob("*.partial")
-    data = bytearray(left.read_bytes())
-    if damage == "cut short":
-        del data[-100:]
-    elif damage == "a byte changed":
-        data[-100] ^= 0xFF
-    else:
-        data += b"\0" * 100
-    left.write_bytes(data)
+    spoil(left, damage)
     crashed.close()
 
     again = Spool(tmp_path, max_bytes=1 << 20)
@@ -223,7 +231,7 @@ def test_a_kept_objects_header_holds_its_length_and_crc(tmp_path: Path) -> None:
     assert spool_module._read_header(header) == (arrival(1), 10, zlib.crc32(b"DICM-bytes"))  # noqa: SLF001
 
 
-@pytest.mark.parametrize("damage", ["cut short", "a byte changed", "grown"])
+@pytest.mark.parametrize("damage", DAMAGES)
 def test_a_ready_object_that_no_longer_matches_its_crc_is_never_read_as_the_devices(
     tmp_path: Path, damage: str
 ) -> None:
@@ -231,14 +239,7 @@ def test_a_ready_object_that_no_longer_matches_its_crc_is_never_read_as_the_devi
     the device never sent."""
     spool = Spool(tmp_path, max_bytes=1 << 20)
     kept = spool.put(b"DICM" + bytes(range(256)) * 100, arrival(1))
-    data = bytearray(kept.path.read_bytes())
-    if damage == "cut short":
-        del data[-100:]
-    elif damage == "a byte changed":
-        data[-100] ^= 0xFF
-    else:
-        data += b"\0" * 100
-    kept.path.write_bytes(data)
+    spoil(kept.path, damage)
 
     (waiting,) = spool.waiting()
     with pytest.raises(SpooledObjectDamagedError, match="img_0001"):
