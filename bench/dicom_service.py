@@ -144,7 +144,7 @@ def ours(stack: Any, files: list[Path], senders: int, disk: Path) -> tuple[float
 def _middle_seconds(log: Path) -> float:
     """The service's own pace once every sender is sending: the seconds from its 5th to its
     95th percentile store (its "object spooled" lines), scaled to all of them. A run's rate
-    also holds each `storescu` starting (~20 ms alone, ~35 ms four at once on two cores),
+    also holds each `storescu` starting (~20 ms alone, up to ~45 ms four at once on two cores),
     negotiating and the last senders finishing, which weigh more in a four-sender run half
     as long."""
     spooled = [

@@ -14,33 +14,20 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # made at import
 
 from orca_imaging import dicom_transport
-from orca_imaging.dicom_service import DicomService, ServiceConfig
-from orca_imaging.nodes import DicomNode
-from orca_imaging.spool import Spool
+from tests.unit.conftest import DEVICE
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
-
     from pynetdicom.association import Association
 
-DEVICE = "PANO1"
+    from orca_imaging.dicom_service import DicomService
+
 DEVICE_WAITS_SECONDS = 5  # for the release's answer; then it aborts
 
 
 @pytest.fixture
-def service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[DicomService]:
+def service(dicom_service: DicomService, monkeypatch: pytest.MonkeyPatch) -> DicomService:
     monkeypatch.setattr(dicom_transport, "_IDLE_CHECK_SECONDS", 60)
-    config = ServiceConfig(ae_title="ORCA", host="127.0.0.1", port=0)
-    started = DicomService(
-        config,
-        Spool(tmp_path, max_bytes=1 << 20),
-        nodes=lambda: {DEVICE: DicomNode(DEVICE, clinic_id="clinic-a")},
-        worklist=lambda *_: [],
-    )
-    started.start()
-    yield started
-    started.stop(timeout=1)
+    return dicom_service
 
 
 def _associated(service: DicomService) -> Association:

@@ -405,6 +405,36 @@ class _WaitingDimse(DIMSEServiceProvider):
                 return item
 
 
+class _RequestorDimse(DIMSEServiceProvider):
+    """The DIMSE provider of an association we requested (see `keep_responses_for_requests`)."""
+
+    def get_msg(self, block: bool = False) -> Any:
+        """Asked without blocking (only the association's reactor does), a request of the
+        peer's, or nothing: a response waits for the `send_*` blocking on it."""
+        if block:
+            return super().get_msg(block=True)
+        messages = self.msg_queue
+        with messages.mutex:  # looked at and taken in one step: the sender takes from it too
+            if messages._qsize() and getattr(messages.queue[0][1], "is_valid_request", False):  # noqa: SLF001
+                return messages._get()  # noqa: SLF001
+        return None, None
+
+
+def keep_responses_for_requests(association: Association) -> Association:
+    """An association we requested, whose reactor never takes a response off its queue.
+
+    Its reactor thread looks for the peer's requests without blocking while a `send_*`
+    waits, blocking, for its responses. pynetdicom pauses the reactor around each send, but
+    the pause can be read stale: right after one send lets the reactor go on, the next sees
+    it still marked paused before its thread has run again, and when the response arrives
+    first, the reactor takes it ("Received unexpected C-FIND service message") and the send
+    waits out its DIMSE timeout, then aborts. Several C-FINDs in a row on one association
+    (a PACS query by several spellings of a name) met it; so did a test's device on busy
+    cores."""
+    association.dimse.__class__ = _RequestorDimse
+    return association
+
+
 class _WakingDul(DULServiceProvider):
     """Waits on the connection and on a wake-up sent with every outgoing primitive, rather
     than sleeping `_run_loop_delay` between polls."""

@@ -18,6 +18,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at impo
 )
 
 from orca_imaging.dicom_service import PENDING, PROCESSING_FAILURE, SUCCESS
+from orca_imaging.dicom_transport import keep_responses_for_requests
 from orca_imaging.errors import RemoteNodeError
 from orca_imaging.observability import logger, metrics
 from orca_imaging.originals import ReceivedOriginals
@@ -138,7 +139,7 @@ def _association(
         logger.warning("PACS association failed", extra={"node": node.ae_title})
         raise RemoteNodeError("the PACS could not be reached or refused the association")
     try:
-        yield assoc
+        yield keep_responses_for_requests(assoc)
     finally:
         if assoc.is_established:
             assoc.release()
