@@ -36,7 +36,7 @@ from orca_imaging import repository
 from orca_imaging.dicom_service import echo
 from orca_imaging.dicom_task import DicomTask
 from orca_imaging.dicom_transport import LoadBoard, shared_listener
-from orca_imaging.observability import logger, metrics
+from orca_imaging.observability import flush_metrics, logger, metrics
 from orca_imaging.settings import ScpSettings, load
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def serve(settings: ScpSettings) -> int:
             receiver.kill()
     task.stop(timeout=0)  # the drainer, once nothing more can arrive
     health.shutdown()
-    metrics.flush_metrics()
+    flush_metrics()
     return 0
 
 
@@ -133,7 +133,7 @@ def receive(settings: ScpSettings, *, parent: int, descriptors: list[int], board
     threading.Thread(target=publish_metrics, args=(stopping,), name="metrics", daemon=True).start()
     stopping.wait()
     task.stop(timeout=settings.stop_timeout_seconds)
-    metrics.flush_metrics()
+    flush_metrics()
     return 0
 
 
@@ -175,7 +175,7 @@ def publish_metrics(stopping: threading.Event, spool: Spool | None = None, every
         if spool is not None:
             metrics.add_metric(name="DicomSpoolDepth", unit="Count", value=spool.depth())
             metrics.add_metric(name="DicomSpoolBytes", unit="Bytes", value=spool.used_bytes())
-        metrics.flush_metrics()
+        flush_metrics()
 
 
 if __name__ == "__main__":

@@ -1,19 +1,22 @@
-"""The DICOM service publishes its spool depth (the backlog alarm's metric) on its own."""
+"""The DICOM service publishes its spool depth (the backlog alarm's metric) on its own, each
+EMF line in one write."""
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from typing import TYPE_CHECKING
 
+import pytest
+
+from orca_imaging import observability
 from orca_imaging.spool import Spool
 from services.dicom_scp.main import publish_metrics
 from tests.unit.test_spool import arrival
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
 
 def test_spool_depth_is_published_as_emf_without_any_invocation_to_flush_it(
@@ -34,3 +37,26 @@ def test_spool_depth_is_published_as_emf_without_any_invocation_to_flush_it(
     assert emf["DicomSpoolBytes"] in (spool.used_bytes(), [spool.used_bytes()])  # objects and sidecars
     (directive,) = emf["_aws"]["CloudWatchMetrics"]
     assert directive["Namespace"] == "Orca/Imaging" and ["service"] in directive["Dimensions"]
+
+
+def test_each_emf_line_is_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task's processes share stdout: a line written in two parts (Powertools prints the
+    line, then its newline) could take another process's line between them."""
+    writes: list[str] = []
+
+    class Recorded:
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Recorded())
+    observability.metrics.add_metric(name="DicomObjectsReceived", unit="Count", value=2)
+    observability.flush_metrics()
+    observability.flush_metrics()  # nothing counted since: nothing written
+
+    (line,) = writes
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert json.loads(line)["DicomObjectsReceived"] in (2, [2])
