@@ -11,8 +11,8 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
   every millisecond: the association's for a decoded message, the connection's for a
   response to send and for the next PDU. A device sends the next object only once it has
   the last one's response, so those sleeps added up to ~2 ms a store. Here each thread
-  blocks on what it waits for (the message queue; the socket and a wake-up on every
-  response) and polls its timers only when idle.
+  blocks on what it waits for (the message queue, woken too by a release request; the
+  socket and a wake-up on every response) and polls its timers only when idle.
 - **A C-STORE's dataset is written as it arrives** (`receive_into`), to a sink the service
   gives, instead of being gathered in memory and handed over whole: an 8 MB radiograph was
   copied three more times on its way to the spool (into a growing buffer, out of it, and
@@ -66,6 +66,10 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
   CT slice's. Anything but the usual response (an error comment, an offending element, a
   handler watching sent messages) goes through pynetdicom's own path. And each association
   is given the server's presentation contexts, not a deep copy (`_SharedContexts`).
+
+One change is for the associations we request (a PACS query or retrieve), not for
+throughput: their reactor is never given a response a `send_*` waits for
+(`keep_responses_for_requests`).
 """
 
 from __future__ import annotations
