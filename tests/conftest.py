@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import json
+import logging
 import random
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from orca_imaging import observability
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,3 +40,19 @@ def require_tool(path: str) -> None:
     """Skip with one line naming the missing tool."""
     if not (Path(path).exists() or shutil.which(path)):
         pytest.skip(f"missing tool: {path}")
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[dict[str, Any]]]:
+    """The service logger's lines as Powertools writes them, each formatted on the thread
+    that logs it (where that thread's keys are)."""
+    lines: list[dict[str, Any]] = []
+
+    class Formatted(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(json.loads(observability.logger.registered_formatter.format(record)))
+
+    handler, service_log = Formatted(), logging.getLogger(observability.SERVICE)
+    service_log.addHandler(handler)
+    yield lines
+    service_log.removeHandler(handler)

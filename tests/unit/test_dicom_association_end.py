@@ -47,31 +47,17 @@ def _wait_until_none_active(service: DicomService) -> int:
     return len(service.ae.active_associations)
 
 
-def test_a_release_is_answered_as_it_arrives(service: DicomService) -> None:
-    released: list[str] = []
+@pytest.mark.parametrize(("ending", "seen_as"), [("release", evt.EVT_RELEASED), ("abort", evt.EVT_ABORTED)])
+def test_a_device_ending_its_association_is_answered_as_it_arrives(
+    service: DicomService, ending: str, seen_as: evt.NotificationEvent
+) -> None:
+    """Answered, for a release: the device did not give up waiting and abort. Seen, for both:
+    the association is over, not held for the idle check's minute."""
+    seen: list[str] = []
     association = _associated(service)
     (served,) = service.ae.active_associations
-    served.bind(evt.EVT_RELEASED, lambda event: released.append(event.assoc.requestor.ae_title))
-    association.release()
-    assert association.is_released
-    assert not association.is_aborted  # the device did not give up waiting for the answer
+    served.bind(seen_as, lambda event: seen.append(event.assoc.requestor.ae_title))
+    getattr(association, ending)()
+    assert (association.is_released, association.is_aborted) == (ending == "release", ending == "abort")
     assert _wait_until_none_active(service) == 0
-    assert released == [DEVICE]
-
-
-def test_an_abort_ends_the_association_as_it_arrives(service: DicomService) -> None:
-    aborted: list[str] = []
-    association = _associated(service)
-    (served,) = service.ae.active_associations
-    served.bind(evt.EVT_ABORTED, lambda event: aborted.append(event.assoc.requestor.ae_title))
-    association.abort()
-    assert _wait_until_none_active(service) == 0  # not held for the idle check's minute
-    assert aborted == [DEVICE]
-
-
-def test_a_second_association_is_served_after_the_first_is_released(service: DicomService) -> None:
-    """A wake-up left on the first association's queue is not taken as a message."""
-    for _ in range(2):
-        association = _associated(service)
-        association.release()
-        assert association.is_released
+    assert seen == [DEVICE]

@@ -6,7 +6,6 @@ record before it, and lines after a CBCT sweep those of its last volume."""
 from __future__ import annotations
 
 import json
-import logging
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -25,21 +24,20 @@ if TYPE_CHECKING:
 logger = observability.logger
 
 
+def _current_keys() -> set[str]:
+    """Process-wide and this thread's (the local stack, if started in this process, keeps
+    them per thread)."""
+    return set(logger.get_current_keys()) | set(logger.thread_safe_get_current_keys())
+
+
 @pytest.fixture
-def lines() -> Iterator[list[dict[str, Any]]]:
-    """The service logger's lines, as Powertools formats them, from a logger that no earlier
-    test in this process left keys on."""
+def lines(log_lines: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The service logger's lines, from a logger that no earlier test in this process left
+    keys on; and none left on it after (the handler's Lambda context, for one)."""
     logger.remove_keys(observability.ITEM_KEYS)
-    formatted: list[dict[str, Any]] = []
-
-    class Formatted(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            formatted.append(json.loads(logger.registered_formatter.format(record)))
-
-    handler, service_log = Formatted(), logging.getLogger(observability.SERVICE)
-    service_log.addHandler(handler)
-    yield formatted
-    service_log.removeHandler(handler)
+    before = _current_keys()
+    yield log_lines
+    logger.remove_keys(list(_current_keys() - before))
 
 
 def _sqs_event(*bodies: dict[str, str]) -> dict[str, Any]:
