@@ -197,12 +197,11 @@ def _stand_in_yields_cores(niceness: int = 10) -> None:
     """moto, standing in for S3 and DynamoDB, serves the drain from threads of this process;
     in AWS those services take none of the task's CPU. Its threads are lowered as the drain
     is (the receivers are measured beside the drain's own work, not the stand-in's); this
-    thread, which starts the senders and the peers, is not. Linux keeps a priority per
-    thread, and moto's request threads take their creator's."""
-    this = threading.get_native_id()
-    for task in Path("/proc/self/task").iterdir():
-        if int(task.name) != this:
-            os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
+    thread, which starts the senders and the peers, is not. moto's request threads take
+    their creator's priority."""
+    from orca_imaging.dicom_task import yield_cores
+
+    yield_cores(niceness, sparing=threading.get_native_id())
 
 
 def inside() -> None:

@@ -29,12 +29,11 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orca_imaging import repository
 from orca_imaging.dicom_service import echo
-from orca_imaging.dicom_task import DicomTask
+from orca_imaging.dicom_task import DicomTask, yield_cores
 from orca_imaging.dicom_transport import LoadBoard, shared_listener
 from orca_imaging.observability import flush_metrics, logger, metrics
 from orca_imaging.settings import ScpSettings, load
@@ -89,7 +88,7 @@ def serve(settings: ScpSettings) -> int:
     ]
     for listener in listening:  # theirs alone: with every receiver gone, connections are refused
         listener.close()
-    _yield_cores(DRAIN_NICENESS)  # after the receivers started: they keep the task's priority
+    yield_cores(DRAIN_NICENESS)  # after the receivers started: they keep the task's priority
     task = DicomTask(settings, receives=False)
     task.start()
 
@@ -135,15 +134,6 @@ def receive(settings: ScpSettings, *, parent: int, descriptors: list[int], board
     task.stop(timeout=settings.stop_timeout_seconds)
     flush_metrics()
     return 0
-
-
-def _yield_cores(niceness: int) -> None:
-    """Lower this process's CPU priority. Linux keeps one per thread, and some already run
-    (OpenBLAS starts its pool when numpy loads), so each is lowered; threads started later
-    take their creator's."""
-    for task in Path("/proc/self/task").iterdir():
-        thread = int(task.name)
-        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + niceness)
 
 
 def _stop_on_signals() -> threading.Event:

@@ -8,6 +8,7 @@ the two, with a folder of its own in the spool, so each is a task as far as the 
 
 from __future__ import annotations
 
+import os
 import ssl
 import tempfile
 from pathlib import Path
@@ -97,3 +98,19 @@ def tls_context(settings: ScpSettings) -> ssl.SSLContext | None:
         context.verify_mode = ssl.CERT_REQUIRED
         context.load_verify_locations(cadata=settings.tls_client_ca)
     return context
+
+
+def yield_cores(niceness: int, *, sparing: int | None = None) -> None:
+    """Lower the CPU priority of this process's threads by `niceness`, all but the thread
+    `sparing` (a native thread id). Linux keeps a priority per thread, and some already run
+    (OpenBLAS starts its pool when numpy loads), so each is lowered; threads started later
+    take their creator's. A thread that ends between the listing and its turn is passed
+    over: it needs no priority, and the task must not fail to start for it."""
+    for task in Path("/proc/self/task").iterdir():
+        thread = int(task.name)
+        if thread == sparing:
+            continue
+        try:
+            os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + niceness)
+        except ProcessLookupError:  # it ended
+            continue
