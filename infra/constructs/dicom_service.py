@@ -30,7 +30,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.constructs.alarms import alarm_on_any, service_metric, summed
+from infra.constructs.alarms import alarm_on_any, alarm_on_persisting, service_metric, summed
 from infra.constructs.logs import encrypted_log_group
 from infra.constructs.nag import acknowledge
 from infra.constructs.permissions import new_originals_only
@@ -312,6 +312,21 @@ class DicomService(Construct):
                 "SpoolDamagedAlarm",
                 service_metric("DicomSpoolDamaged", "Sum"),
                 description="A spooled DICOM file was unreadable or damaged; it is kept in damaged/.",
+                topic=alarm_topic,
+            ),
+            # A device refused period after period: it retries what it could not send, so a
+            # clinic's images are waiting on it. One refused once (a title mistyped while
+            # setting a device up, then corrected) is left to the log line and its reason.
+            "AssociationsRefused": alarm_on_persisting(
+                self,
+                "AssociationsRefusedAlarm",
+                service_metric("DicomAssociationsRefused", "Sum"),
+                periods=3,
+                description=(
+                    "A DICOM device has been refused for 15 minutes (calling AE title not registered, "
+                    "address outside its node's CIDR, or called AE title not ours): see the "
+                    "'association refused' log lines for its reason."
+                ),
                 topic=alarm_topic,
             ),
         }
