@@ -9,6 +9,7 @@ of that size made at once."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import resource
 import socket
@@ -27,14 +28,20 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
-from pynetdicom import AE, _config, evt
+from pynetdicom import AE, PYNETDICOM_IMPLEMENTATION_UID, _config, build_context, evt
+from pynetdicom._globals import APPLICATION_CONTEXT_NAME
 from pynetdicom.association import Association
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.events import Event
-from pynetdicom.pdu import P_DATA_TF
-from pynetdicom.pdu_primitives import P_DATA, MaximumLengthNotification
+from pynetdicom.pdu import A_ASSOCIATE_RQ, P_DATA_TF
+from pynetdicom.pdu_primitives import (
+    A_ASSOCIATE,
+    P_DATA,
+    ImplementationClassUIDNotification,
+    MaximumLengthNotification,
+)
 from pynetdicom.sop_class import Verification
 
 from orca_imaging.dicom_transport import (
@@ -100,6 +107,7 @@ class Served:
     sinks: list[MemorySink] = field(default_factory=list)
     after_each_store: list[Callable[[Event], None]] = field(default_factory=list)
     received_pdus: list[int] = field(default_factory=list)  # their types, if watched
+    server: AssociationServer | None = None  # to bind more handlers to
 
 
 def assert_kept_as_sent(served: Served, ds: Dataset) -> None:
@@ -164,7 +172,7 @@ def _serve(*, watch_received_pdus: bool) -> Iterator[Served]:
     )
     assert isinstance(server, AssociationServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    served.port = server.server_address[1]
+    served.port, served.server = server.server_address[1], server
     try:
         yield served
     finally:
@@ -440,6 +448,94 @@ def test_a_header_claiming_gigabytes_before_any_association_is_aborted_unread(se
         assert association.send_c_echo().Status == SUCCESS
     finally:
         association.release()
+
+
+def answers_until_quiet(connection: socket.socket, quiet_seconds: float = 1.0) -> bytes:
+    """What the server sends until it closes the connection or says nothing for a while."""
+    connection.settimeout(quiet_seconds)
+    answers = bytearray()
+    with contextlib.suppress(TimeoutError):
+        while chunk := connection.recv(1 << 16):
+            answers += chunk
+    return bytes(answers)
+
+
+def test_nothing_after_a_pdu_too_long_is_read_as_pdus(
+    served: Served, log_lines: list[dict[str, Any]]
+) -> None:
+    """The refused PDU's body has no PDU boundary to find again. Read as PDUs, every 6 bytes
+    of it were taken for a header of its own (here each claims 4 GB), and each got a warning
+    and another A-ABORT, for as long as the peer kept the connection open: damaged copies of
+    one device's association made ~3 million log lines in minutes. One A-ABORT, one warning."""
+    claims_4_gb = struct.pack(">BBL", _P_DATA_TF, 0, 0xFFFF_FFFF)
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as intruder:
+        intruder.sendall(claims_4_gb * 10_000)
+        answers = answers_until_quiet(intruder)
+    assert (answers[:1], len(answers)) == (bytes([_A_ABORT]), 10)  # one A-ABORT PDU, and only that
+    assert [line["message"] for line in log_lines] == ["PDU too long: association aborted"]
+
+
+def test_our_acceptance_of_a_request_already_aborted_is_dropped(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer that sends data before our answer to its association request broke the
+    protocol: the connection's thread aborts (Sta13) while the association's thread is
+    still negotiating. The acceptance it then hands over has nowhere to go; pynetdicom's
+    state machine has no transition for it, and the connection's thread died on the
+    `InvalidEventError`, its traceback on the task's output (in 281 of 300 damaged copies
+    of a device's association, sent without waiting for our answer)."""
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda unraised: died.append(unraised.exc_value))
+    opened: list[Association] = []
+    requested, aborted = threading.Event(), threading.Event()
+
+    def negotiate_once_aborted(_: Event) -> None:  # EVT_REQUESTED: before negotiating
+        requested.set()
+        assert aborted.wait(10)
+
+    def after_the_acceptance_is_handed_over(event: Event) -> None:  # EVT_ACCEPTED
+        # ... and before this thread sees the abort and stops the connection's: its thread
+        # takes the acceptance first, as it did when it was busy reading the peer's data.
+        deadline = time.monotonic() + 10
+        dul = event.assoc.dul
+        while dul.is_alive() and not dul.to_provider_queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    assert served.server is not None
+    served.server.bind(evt.EVT_CONN_OPEN, lambda event: opened.append(event.assoc))
+    served.server.bind(evt.EVT_REQUESTED, negotiate_once_aborted)
+    served.server.bind(evt.EVT_ACCEPTED, after_the_acceptance_is_handed_over)
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as early:
+        # A P-DATA before our answer, and more: the connection's thread stays in Sta13 only
+        # while there is more to read (ignoring each PDU), then closes the connection.
+        early.sendall(association_request() + struct.pack(">BBLLBB", _P_DATA_TF, 0, 6, 2, 1, 0x03) * 20_000)
+        first = early.recv(1)
+        aborted.set()
+        assert requested.wait(10)
+        [ended] = opened
+        ended.join(10)
+        ended.dul.join(10)
+        answers = first + answers_until_quiet(early, 0.2)
+    assert not ended.is_alive() and not ended.dul.is_alive()
+    assert died == []
+    assert (answers[:1], len(answers)) == (bytes([_A_ABORT]), 10)  # the abort, and no acceptance after it
+
+
+def association_request() -> bytes:
+    """An A-ASSOCIATE-RQ PDU from DEVICE to ORCA for verification, as a device sends it."""
+    request = A_ASSOCIATE()
+    request.application_context_name = APPLICATION_CONTEXT_NAME
+    request.calling_ae_title, request.called_ae_title = "DEVICE", "ORCA"
+    context = build_context(Verification)
+    context.context_id = 1
+    request.presentation_context_definition_list = [context]
+    longest, implementation = MaximumLengthNotification(), ImplementationClassUIDNotification()
+    longest.maximum_length_received = MAX_PDU
+    implementation.implementation_class_uid = PYNETDICOM_IMPLEMENTATION_UID
+    request.user_information = [longest, implementation]
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(request)
+    return bytes(pdu.encode())
 
 
 @pytest.mark.parametrize("amid_a_store", [False, True], ids=["between-messages", "amid-a-store"])

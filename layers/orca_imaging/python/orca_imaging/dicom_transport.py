@@ -119,6 +119,10 @@ _PDV_HEADER_BYTES = 6
 _PDU_HEADER_BYTES = 6
 _P_DATA_TF = 0x04
 _FRAGMENT_BUFFER_BYTES = 1 << 17  # a 128 KB PDU's fragment in one read
+_DISCARD_BYTES = 1 << 16
+# pynetdicom's state after the association ended on the wire: Sta13, "awaiting transport
+# connection close indication" (PS3.8 9.2).
+_AWAITING_CLOSE = "Sta13"
 # The longest PDU read: its length is allocated at once (`_WholePduSocket.recv`), so a peer
 # is not to choose it freely (6 bytes claiming 4 GB would take 4 GB, before any AE title is
 # checked). Far above what peers send: dcmtk offers at most 128 KiB, pynetdicom splits by
@@ -288,6 +292,9 @@ class _WholePduSocket(AssociationSocket):
     def unread(self, data: bytes) -> None:
         self._unread = data + self._unread
 
+    def drop_unread(self) -> None:
+        self._unread = b""
+
     def recv_fully_into(self, view: memoryview) -> int:
         """`view` filled from the connection; fewer bytes only when the peer closed it."""
         assert self.socket is not None and not self._unread
@@ -448,6 +455,9 @@ class _WakingDul(DULServiceProvider):
     after_response: deque[Callable[[], None]]
     # A dataset fragment passes through this from the connection to its sink.
     _fragment_buffer: memoryview
+    # Set once a PDU too long to read was refused: the connection's bytes have no PDU
+    # boundary to be found again (`_fits`).
+    _unframed: bool
 
     def start_waking(self) -> None:
         """Called once, before the association starts."""
@@ -458,6 +468,7 @@ class _WakingDul(DULServiceProvider):
         self._wake_up, self._woken = socket.socketpair()
         self._wake_up.setblocking(False)
         self._fragment_buffer = memoryview(bytearray(_FRAGMENT_BUFFER_BYTES))
+        self._unframed = False
 
     def send_pdu(self, primitive: Any) -> None:
         super().send_pdu(primitive)
@@ -487,6 +498,22 @@ class _WakingDul(DULServiceProvider):
         except OSError:  # already closed, or full: either way the reactor needs no nudge
             pass
 
+    def _process_recv_primitive(self) -> bool:
+        """Our side's next primitive for the peer. Once the association has ended on the wire
+        (Sta13: an A-ABORT, a refusal or a release response sent, the connection's close
+        awaited), whatever our side still finishes (the acceptance of a request whose peer
+        broke the protocol while it was being negotiated, a late response) has no one to go
+        to and is dropped. pynetdicom hands it to its state machine, which has no transition
+        for it: the connection's thread died on the `InvalidEventError`, its traceback on
+        the task's output."""
+        if self.state_machine.current_state != _AWAITING_CLOSE:
+            return bool(super()._process_recv_primitive())
+        try:
+            self.to_provider_queue.get(block=False)
+        except queue.Empty:
+            return False
+        return True
+
     def _is_transport_event(self) -> bool:
         # The reactor looks for something to send first and comes here only once it found
         # nothing: every response queued so far has been sent.
@@ -512,6 +539,9 @@ class _WakingDul(DULServiceProvider):
 
         Whatever the path, a PDU longer than `LONGEST_PDU_BYTES` is never read."""
         connection = self.socket
+        if self._unframed:
+            self._discard_arriving()
+            return
         try:
             while isinstance(connection, _WholePduSocket):
                 headers = bytes(connection.recv(_PDU_HEADER_BYTES))
@@ -536,15 +566,34 @@ class _WakingDul(DULServiceProvider):
 
     def _fits(self, pdu_header: bytes) -> bool:
         """Whether the PDU is no longer than `LONGEST_PDU_BYTES`. A longer one ends the
-        association as an invalid PDU (Evt19: an A-ABORT to the peer), unread."""
+        association as an invalid PDU (Evt19: an A-ABORT to the peer), unread; and with it
+        the connection's framing: nothing more is read from it as PDUs."""
         (length,) = struct.unpack_from(">L", pdu_header, 2)
         if length <= LONGEST_PDU_BYTES:
             return True
         logger.warning(
             "PDU too long: association aborted", extra={"pdu_type": pdu_header[0], "pdu_bytes": length}
         )
+        self._unframed = True
         self.event_queue.put("Evt19")
         return False
+
+    def _discard_arriving(self) -> None:
+        """What arrives after a PDU too long to read is dropped unread; once nothing more is
+        waiting, pynetdicom closes the connection (its Sta13, after the A-ABORT). Read as
+        PDUs, every 6 bytes of the refused PDU's body were taken for a header of their own,
+        most claiming gigabytes too: a warning and another A-ABORT for every 6 bytes the peer
+        sent, ~175,000 a MB, with a core busy on them (a sweep of 300 damaged copies of one
+        device's association wrote 3.2 million log lines, 618 MB)."""
+        connection = self.socket
+        assert isinstance(connection, _WholePduSocket) and connection.socket is not None
+        connection.drop_unread()
+        try:
+            closed = not connection.socket.recv(_DISCARD_BYTES)  # only what is there: it was ready
+        except OSError:
+            closed = True
+        if closed:
+            self.event_queue.put("Evt17")
 
     def _stream_arriving(self) -> tuple[_Stream, int] | None:
         """The stream of a C-STORE whose dataset is arriving, and its presentation context,
