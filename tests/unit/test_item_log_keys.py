@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from orca_imaging import cbct, observability
 from orca_imaging.consumers import sqs_handler
@@ -100,3 +101,31 @@ def test_a_sweeps_volume_keys_are_on_its_own_lines_only(
     assert building == ["vol_0", "vol_1"]
     (after,) = [line for line in lines if line["message"] == "after the sweep"]
     assert not {"image_id", "clinic_id"} & after.keys()
+
+
+def test_a_failed_record_is_logged_with_its_keys_and_what_lambda_gets_quotes_no_data(
+    lines: list[dict[str, Any]],
+) -> None:
+    """A record that raises is retried by SQS; its line says which image and what raised,
+    never the error's message (here it quotes a name, as `int()` and pydicom do). When every
+    record of a batch fails, Powertools raises an error quoting each record's error whole,
+    and Lambda writes that to its log and the invocation's result."""
+
+    def handle(record: SQSRecord) -> None:
+        logger.append_keys(clinic_id="clinic-a", image_id=record.json_body["image"])
+        int(record.json_body["patient"])  # a patient's name where a number should be
+
+    handler = sqs_handler(handle)
+    with pytest.raises(BatchProcessingError) as raised:
+        handler(
+            _sqs_event({"image": "img_1", "patient": "DOE^JANE"}, {"image": "img_2", "patient": "DOE^JANE"}),
+            LocalContext("process_image", 512, 15),
+        )
+
+    assert "DOE" not in str(raised.value) and "ValueError" in str(raised.value)
+    failed = [line for line in lines if line["message"] == "record failed; SQS delivers it again"]
+    assert [(line["image_id"], line["exception_name"]) for line in failed] == [
+        ("img_1", "ValueError"),
+        ("img_2", "ValueError"),
+    ]
+    assert all("DOE" not in json.dumps(line) for line in lines)

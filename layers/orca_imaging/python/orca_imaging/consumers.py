@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
+from orca_imaging.errors import RecordFailedError
 from orca_imaging.observability import item_keys, logger, metrics
 from orca_imaging.resources import queue_feeding
 
@@ -27,7 +28,11 @@ def sqs_handler(
 
     def handle_one(record: SQSRecord) -> None:
         with item_keys():  # the record's correlation id and image go with it
-            handle_record(record)
+            try:
+                handle_record(record)
+            except Exception as e:
+                logger.exception("record failed; SQS delivers it again")  # with its keys, PHI-safe
+                raise RecordFailedError(type(e).__qualname__) from None
 
     @logger.inject_lambda_context
     @metrics.log_metrics

@@ -123,3 +123,13 @@ class SpooledObjectDamagedError(OrcaError):
 
     status = 500
     code = "spooled_object_damaged"
+
+
+class RecordFailedError(OrcaError):
+    """A queued record's handling raised: SQS delivers it again. Named by the error's type
+    only, for what Powertools raises when every record of a batch failed (and Lambda then
+    writes) quotes each record's error whole, and an error's message may quote a patient's
+    data. The log line of the record (its image id, the error's type and traceback) says
+    the rest."""
+
+    code = "record_failed"

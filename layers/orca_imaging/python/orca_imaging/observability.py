@@ -12,20 +12,104 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import traceback
 import warnings
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+from botocore.exceptions import BotoCoreError, ClientError
+
+from orca_imaging.errors import OrcaError
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Iterator
 
 SERVICE = "orca-imaging"
 METRICS_NAMESPACE = "Orca/Imaging"
 
-logger = Logger(service=SERVICE)
+# Exceptions whose messages are known to carry ids only: ours (see `errors`), the operating
+# system's (paths here are ids) and AWS's (operations, error codes, keys).
+_MESSAGES_WITHOUT_PHI = (OrcaError, OSError, BotoCoreError, ClientError)
+
+
+def _message_shown(error: BaseException) -> str | None:
+    """An exception's message, when it is known to carry no PHI. Any other may quote the
+    data that raised it: Python's `int('DOE^JANE')` names the value, and pydicom's errors
+    quote elements' values."""
+    return str(error) if isinstance(error, _MESSAGES_WITHOUT_PHI) else None
+
+
+def _shown(error: BaseException) -> str:
+    message = _message_shown(error)
+    return type(error).__qualname__ + (f": {message}" if message else "")
+
+
+_CAUSE = "\nThe above exception was the direct cause of the following exception:\n"
+_CONTEXT = "\nDuring handling of the above exception, another exception occurred:\n"
+
+
+class PhiSafeFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON lines, with a logged exception's traceback kept (where it was
+    raised, and by what) and its message only as `_message_shown` allows, in both places
+    Powertools writes it (`exception`, `stack_trace.value`); its notes are left out."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's naming)
+        """As Python prints it, chained exceptions included, with `_shown` headers."""
+        chain: list[tuple[BaseException, str | None]] = []  # outermost first, each with its link
+        error: BaseException | None = ei[1]
+        link: str | None = None
+        while error is not None and all(error is not seen for seen, _ in chain):
+            chain.append((error, link))
+            if error.__cause__ is not None:
+                error, link = error.__cause__, _CAUSE
+            elif error.__context__ is not None and not error.__suppress_context__:
+                error, link = error.__context__, _CONTEXT
+            else:
+                error = None
+        parts: list[str] = []
+        for raised, led_on in reversed(chain):
+            frames = "".join(traceback.format_list(traceback.extract_tb(raised.__traceback__)))
+            parts.append(f"Traceback (most recent call last):\n{frames}{_shown(raised)}")
+            if led_on:
+                parts.append(led_on)
+        return "\n".join(parts)
+
+    def format(self, record: logging.LogRecord) -> str:
+        if not isinstance(record.exc_info, tuple) or record.exc_info[1] is None:
+            return super().format(record)
+        line = json.loads(super().format(record))  # only lines with an exception: rare
+        line.pop("exception_notes", None)
+        if isinstance(line.get("stack_trace"), dict):
+            line["stack_trace"]["value"] = _message_shown(record.exc_info[1])
+        return self.serialize(log=line)
+
+
+logger = Logger(service=SERVICE, logger_formatter=PhiSafeFormatter())
+
+
+def log_uncaught_thread_exceptions() -> None:
+    """An exception no code of a thread caught is logged as one line like any other (see
+    `PhiSafeFormatter`), not printed whole on stderr by Python, its message included and
+    its lines each an event of their own in CloudWatch. For long-running processes (the
+    DICOM service), where pynetdicom's threads run our handlers."""
+
+    def log(uncaught: threading.ExceptHookArgs) -> None:
+        if uncaught.exc_value is None or uncaught.exc_type is SystemExit:  # as Python's own hook
+            return
+        logger.error(
+            "uncaught exception in a thread",
+            exc_info=uncaught.exc_value,
+            extra={"thread_name": uncaught.thread.name if uncaught.thread else None},
+        )
+
+    threading.excepthook = log
+
+
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
 # What one record or item of a batch puts on its lines. A warm Lambda handles many in one
