@@ -95,3 +95,22 @@ def test_a_file_over_the_clinic_maximum_is_413(handler: ModuleType, monkeypatch:
     status, body = call(handler, {**GOOD_BODY, "size": 3 * 1024**3}, claims("doctor"))
     assert status == 413
     assert body["code"] == "payload_too_large" and body["details"]["maxBytes"] == 2 * 1024**3
+
+
+def test_a_fault_of_ours_is_a_500_with_the_error_shape_and_logged_without_its_message(
+    handler: ModuleType, monkeypatch: pytest.MonkeyPatch, log_lines: list[dict[str, Any]]
+) -> None:
+    patient = "DOE^JANE"
+
+    def fails(*_: object, **__: object) -> None:
+        raise RuntimeError(f"cannot file an upload for {patient}")
+
+    monkeypatch.setattr(handler.routes_uploads.uploads, "create_upload_target", fails)
+    status, body = call(handler, GOOD_BODY, claims("doctor"))
+
+    assert status == 500
+    assert body["code"] == "internal_error" and body["correlationId"] == "req-123"
+    assert patient not in json.dumps(body)
+    [line] = [line for line in log_lines if line["message"] == "request failed unexpectedly"]
+    assert line["exception_name"] == "RuntimeError" and line["correlation_id"] == "req-123"
+    assert all(patient not in json.dumps(line) for line in log_lines)

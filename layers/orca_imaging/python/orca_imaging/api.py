@@ -106,6 +106,14 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
             _audit_not_found(app, error.subject)
         return error_response(error)
 
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response[Any]:
+        """A fault of ours: the caller gets the error shape and a correlation id to quote,
+        not API Gateway's bare 502; the log line keeps the traceback, and the message only
+        as `observability.PhiSafeFormatter` allows (Lambda would have logged it whole)."""
+        logger.exception("request failed unexpectedly")
+        return error_response(OrcaError("internal error; quote the correlation id when reporting it"))
+
     @app.exception_handler(PowertoolsValidationError)
     def _invalid_request(error: PowertoolsValidationError) -> Response[Any]:
         fields = [
