@@ -126,10 +126,10 @@ class SpooledObjectDamagedError(OrcaError):
 
 
 class RecordFailedError(OrcaError):
-    """A queued record's handling raised: SQS delivers it again. Named by the error's type
-    only, for what Powertools raises when every record of a batch failed (and Lambda then
-    writes) quotes each record's error whole, and an error's message may quote a patient's
-    data. The log line of the record (its image id, the error's type and traceback) says
-    the rest."""
+    """A queued record's handling raised: SQS delivers it again. Its message is the error's
+    type only. When every record of a batch fails, Powertools raises an error quoting each
+    record's error whole, and Lambda writes that to its log; an error's message may quote a
+    patient's data. The record's own log line (its image id, the error's type and
+    traceback) says the rest."""
 
     code = "record_failed"

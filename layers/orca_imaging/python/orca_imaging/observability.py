@@ -1,7 +1,9 @@
 """Powertools Logger and Metrics, shared by every entry point.
 
 Logs carry ids (clinic, image, batch, correlation), never names, birth dates or DICOM
-identifiers. Metric names and dimensions are fixed strings: never put an id in a name.
+identifiers; an exception's message, which may quote the data that raised it, only when it
+is known to carry none (`PhiSafeFormatter`). Metric names and dimensions are fixed strings:
+never put an id in a name.
 
 Traces come from Lambda's active tracing (set on every function in CDK), and each log line
 carries its `xray_trace_id`. There is no X-Ray SDK tracer: the SDK is in maintenance mode,
@@ -90,6 +92,7 @@ class PhiSafeFormatter(LambdaPowertoolsFormatter):
 
 
 logger = Logger(service=SERVICE, logger_formatter=PhiSafeFormatter())
+metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
 
 def log_uncaught_thread_exceptions() -> None:
@@ -109,8 +112,6 @@ def log_uncaught_thread_exceptions() -> None:
 
     threading.excepthook = log
 
-
-metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
 # What one record or item of a batch puts on its lines. A warm Lambda handles many in one
 # process, and Powertools keeps appended keys until removed: the next record's lines, up to
