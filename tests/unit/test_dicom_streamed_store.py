@@ -427,6 +427,7 @@ def test_a_connection_reset_amid_the_fragments_is_a_closed_connection_and_keeps_
 
 
 _A_ASSOCIATE_RQ, _P_DATA_TF, _A_ABORT = 0x01, 0x04, 0x07
+_LAST_COMMAND_FRAGMENT = b"\x03"
 
 
 def peak_memory_bytes() -> int:
@@ -519,6 +520,36 @@ def test_our_acceptance_of_a_request_already_aborted_is_dropped(
     assert not ended.is_alive() and not ended.dul.is_alive()
     assert died == []
     assert (answers[:1], len(answers)) == (bytes([_A_ABORT]), 10)  # the abort, and no acceptance after it
+
+
+def test_a_command_that_cannot_be_decoded_aborts_the_association(
+    served: Served, monkeypatch: pytest.MonkeyPatch, log_lines: list[dict[str, Any]]
+) -> None:
+    """A damaged command set (here one without a Command Field) is answered with an A-ABORT,
+    as pynetdicom answers a message it cannot convert; its decoding raised on the
+    connection's thread, which died, and the device was left waiting."""
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda unraised: died.append(unraised.exc_value))
+    association = device(served.port)
+    [context] = [c for c in association.accepted_contexts if c.abstract_syntax == Verification]
+    only_an_id = Dataset()
+    only_an_id.MessageID = 1
+    command = DicomBytesIO()
+    command.is_little_endian, command.is_implicit_VR = True, True
+    write_dataset(command, only_an_id)
+    damaged = P_DATA()
+    damaged.presentation_data_value_list.append(
+        (context.context_id, _LAST_COMMAND_FRAGMENT + command.getvalue())
+    )
+    send_raw(association, [damaged])
+    deadline = time.monotonic() + 10
+    while not association.is_aborted and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert association.is_aborted
+    assert died == []
+    assert [(line["message"], line["error"]) for line in log_lines if line["level"] == "WARNING"] == [
+        ("a message from the peer could not be handled: association aborted", "AttributeError")
+    ]
 
 
 def association_request() -> bytes:
