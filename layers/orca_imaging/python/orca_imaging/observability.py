@@ -28,7 +28,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from orca_imaging.errors import OrcaError
 
 if TYPE_CHECKING:
-    import logging
     from collections.abc import Iterator
 
 SERVICE = "orca-imaging"
@@ -65,7 +64,9 @@ class PhiSafeFormatter(LambdaPowertoolsFormatter):
         chain: list[tuple[BaseException, str | None]] = []  # outermost first, each with its link
         error: BaseException | None = ei[1]
         link: str | None = None
-        while error is not None and all(error is not seen for seen, _ in chain):
+        seen: set[int] = set()
+        while error is not None and id(error) not in seen:
+            seen.add(id(error))
             chain.append((error, link))
             if error.__cause__ is not None:
                 error, link = error.__cause__, _CAUSE
@@ -81,14 +82,14 @@ class PhiSafeFormatter(LambdaPowertoolsFormatter):
                 parts.append(led_on)
         return "\n".join(parts)
 
-    def format(self, record: logging.LogRecord) -> str:
-        if not isinstance(record.exc_info, tuple) or record.exc_info[1] is None:
-            return super().format(record)
-        line = json.loads(super().format(record))  # only lines with an exception: rare
-        line.pop("exception_notes", None)
-        if isinstance(line.get("stack_trace"), dict):
-            line["stack_trace"]["value"] = _message_shown(record.exc_info[1])
-        return self.serialize(log=line)
+    def serialize(self, log: dict[str, Any]) -> str:  # type: ignore[override]
+        """The line Powertools built, with the exception itself (its `stack_trace.value`)
+        shown as `_message_shown` allows, and no notes."""
+        stack_trace = log.get("stack_trace")
+        if isinstance(stack_trace, dict) and isinstance(stack_trace.get("value"), BaseException):
+            stack_trace["value"] = _message_shown(stack_trace["value"])
+        log.pop("exception_notes", None)
+        return super().serialize(log)
 
 
 logger = Logger(service=SERVICE, logger_formatter=PhiSafeFormatter())
