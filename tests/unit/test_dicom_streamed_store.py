@@ -547,9 +547,9 @@ def test_a_command_that_cannot_be_decoded_aborts_the_association(
         time.sleep(0.01)
     assert association.is_aborted
     assert died == []
-    assert [(line["message"], line["error"]) for line in log_lines if line["level"] == "WARNING"] == [
-        ("a message from the peer could not be handled: association aborted", "AttributeError")
-    ]
+    assert [
+        (line["message"], line["exception_name"]) for line in log_lines if line["level"] == "WARNING"
+    ] == [("a message from the peer could not be handled: association aborted", "AttributeError")]
 
 
 def association_request() -> bytes:

@@ -227,10 +227,9 @@ def sweep(
                 logger.warning("volume could not be built", extra={"reason": e.reason})
                 metrics.add_metric(name="VolumesFailed", unit="Count", value=1)
                 repository.close_series(volume)
-            except Exception as e:  # noqa: BLE001  # left open for the next sweep; the volumes after it go on
-                # Its type only: a message from a DICOM library may quote a value, and values are PHI.
-                logger.error(
-                    "volume build failed; retried at the next sweep", extra={"error": type(e).__name__}
-                )
+            except Exception:  # noqa: BLE001  # left open for the next sweep; the volumes after it go on
+                # Its type and traceback; its message only if it cannot quote a value (a DICOM
+                # library's may, and values are PHI: see `observability.PhiSafeFormatter`).
+                logger.exception("volume build failed; retried at the next sweep")
                 metrics.add_metric(name="VolumeBuildErrors", unit="Count", value=1)
     return built

@@ -357,17 +357,14 @@ class _WaitingDimse(DIMSEServiceProvider):
     def receive_primitive(self, primitive: Any) -> None:
         try:
             super().receive_primitive(primitive)
-        except Exception as e:
+        except Exception:
             # A message that cannot be decoded (a damaged command set, one without the
             # elements every command has) or handled: the association ends as on an invalid
             # PDU (Evt19, an A-ABORT to the peer), as pynetdicom ends one whose decoded
             # message it cannot convert. Raised here, it killed the connection's thread, and
             # the peer was left without an answer (a sweep of damaged worklist queries met
-            # it in 51 of 200).
-            logger.warning(
-                "a message from the peer could not be handled: association aborted",
-                extra={"error": type(e).__name__},
-            )
+            # it in 51 of 200). Logged PHI-safe, as every exception (`PhiSafeFormatter`).
+            logger.warning("a message from the peer could not be handled: association aborted", exc_info=True)
             self.message = None
             self.dul.event_queue.put("Evt19")
             return
