@@ -451,6 +451,14 @@ def test_a_header_claiming_gigabytes_before_any_association_is_aborted_unread(se
         association.release()
 
 
+@pytest.fixture
+def threads_died(monkeypatch: pytest.MonkeyPatch) -> list[BaseException | None]:
+    """What any thread dies of during the test (uncaught, as Python's hook sees it)."""
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda unraised: died.append(unraised.exc_value))
+    return died
+
+
 def answers_until_quiet(connection: socket.socket, quiet_seconds: float = 1.0) -> bytes:
     """What the server sends until it closes the connection or says nothing for a while."""
     connection.settimeout(quiet_seconds)
@@ -477,7 +485,7 @@ def test_nothing_after_a_pdu_too_long_is_read_as_pdus(
 
 
 def test_our_acceptance_of_a_request_already_aborted_is_dropped(
-    served: Served, monkeypatch: pytest.MonkeyPatch
+    served: Served, threads_died: list[BaseException | None]
 ) -> None:
     """A peer that sends data before our answer to its association request broke the
     protocol: the connection's thread aborts (Sta13) while the association's thread is
@@ -485,8 +493,6 @@ def test_our_acceptance_of_a_request_already_aborted_is_dropped(
     state machine has no transition for it, and the connection's thread died on the
     `InvalidEventError`, its traceback on the task's output (in 281 of 300 damaged copies
     of a device's association, sent without waiting for our answer)."""
-    died: list[BaseException | None] = []
-    monkeypatch.setattr(threading, "excepthook", lambda unraised: died.append(unraised.exc_value))
     opened: list[Association] = []
     requested, aborted = threading.Event(), threading.Event()
 
@@ -518,18 +524,16 @@ def test_our_acceptance_of_a_request_already_aborted_is_dropped(
         ended.dul.join(10)
         answers = first + answers_until_quiet(early, 0.2)
     assert not ended.is_alive() and not ended.dul.is_alive()
-    assert died == []
+    assert threads_died == []
     assert (answers[:1], len(answers)) == (bytes([_A_ABORT]), 10)  # the abort, and no acceptance after it
 
 
 def test_a_command_that_cannot_be_decoded_aborts_the_association(
-    served: Served, monkeypatch: pytest.MonkeyPatch, log_lines: list[dict[str, Any]]
+    served: Served, threads_died: list[BaseException | None], log_lines: list[dict[str, Any]]
 ) -> None:
     """A damaged command set (here one without a Command Field) is answered with an A-ABORT,
     as pynetdicom answers a message it cannot convert; its decoding raised on the
     connection's thread, which died, and the device was left waiting."""
-    died: list[BaseException | None] = []
-    monkeypatch.setattr(threading, "excepthook", lambda unraised: died.append(unraised.exc_value))
     association = device(served.port)
     [context] = [c for c in association.accepted_contexts if c.abstract_syntax == Verification]
     only_an_id = Dataset()
@@ -546,7 +550,7 @@ def test_a_command_that_cannot_be_decoded_aborts_the_association(
     while not association.is_aborted and time.monotonic() < deadline:
         time.sleep(0.01)
     assert association.is_aborted
-    assert died == []
+    assert threads_died == []
     assert [
         (line["message"], line["exception_name"]) for line in log_lines if line["level"] == "WARNING"
     ] == [("a message from the peer could not be handled: association aborted", "AttributeError")]
