@@ -7,22 +7,18 @@ intake consumer (`functions/process_image`), which dispatches on the sniffed typ
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from functions import started
 from orca_imaging import cbct, clients, repository
-from orca_imaging.observability import logger, metrics
+from orca_imaging.consumers import scheduled_handler
 from orca_imaging.settings import ConsumerSettings, load
-
-if TYPE_CHECKING:
-    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 SETTINGS = load(ConsumerSettings)
 repository.bind_tables(SETTINGS)
-started()
 
 
-@logger.inject_lambda_context
-@metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def sweep() -> dict[str, int]:
     return {"volumesBuilt": cbct.sweep(s3=clients.s3(), settings=SETTINGS)}
+
+
+lambda_handler = scheduled_handler(sweep)
+started()

@@ -13,7 +13,8 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from orca_imaging import cbct, observability
-from orca_imaging.consumers import sqs_handler
+from orca_imaging.consumers import scheduled_handler, sqs_handler
+from orca_imaging.errors import ScheduledRunFailedError
 from orca_imaging.local.lambda_runtime import LocalContext
 from orca_imaging.models import ImageModel
 
@@ -129,3 +130,31 @@ def test_a_failed_record_is_logged_with_its_keys_and_what_lambda_gets_quotes_no_
         ("img_2", "ValueError"),
     ]
     assert all("DOE" not in json.dumps(line) for line in lines)
+
+
+def test_a_failed_scheduled_run_is_logged_and_what_lambda_gets_quotes_no_data(
+    lines: list[dict[str, Any]],
+) -> None:
+    """An error escaping a scheduled run (the CBCT sweep's) fails the invocation; Lambda
+    writes an uncaught error's message to the log, so what it gets is the type alone."""
+
+    patient = {"name": "DOE^JANE"}  # data the run read, not in the source lines a traceback shows
+
+    def run() -> dict[str, Any]:
+        int(patient["name"])  # a name where a number should be
+        return {}
+
+    handler = scheduled_handler(run)
+    with pytest.raises(ScheduledRunFailedError) as raised:
+        handler({"source": "aws.scheduler"}, LocalContext("dicom_ingest", 512, 15))
+
+    assert str(raised.value) == "ValueError" and raised.value.__cause__ is None
+    assert raised.value.__suppress_context__  # Lambda prints no chain with the data in it
+    (failed,) = [line for line in lines if line["message"].startswith("scheduled run failed")]
+    assert failed["exception_name"] == "ValueError" and "int(" in failed["exception"]
+    assert all("DOE" not in json.dumps(line) for line in lines)
+
+
+def test_a_scheduled_runs_result_is_the_invocations() -> None:
+    handler = scheduled_handler(lambda: {"volumesBuilt": 3})
+    assert handler({}, LocalContext("dicom_ingest", 512, 15)) == {"volumesBuilt": 3}

@@ -1,5 +1,11 @@
-"""The Lambda handler every SQS consumer uses, so each function's `handler.py` only says
-what one record means."""
+"""The Lambda handlers every SQS consumer and every scheduled function use, so each
+function's `handler.py` only says what one record, or one run, means.
+
+Neither lets an error's message reach Lambda: Lambda writes an uncaught error's message to
+the function's log and to the invocation's result, and a message may quote a patient's data
+(`int('DOE^JANE')` does, and so do pydicom's errors). The error is logged here instead,
+with its type and traceback (`observability.PhiSafeFormatter`), and handed on as its type
+alone."""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from orca_imaging.errors import RecordFailedError
+from orca_imaging.errors import RecordFailedError, ScheduledRunFailedError
 from orca_imaging.observability import item_keys, logger, metrics
 from orca_imaging.resources import queue_feeding
 
@@ -40,6 +46,24 @@ def sqs_handler(
         return process_partial_response(
             event=event, record_handler=handle_one, processor=processor, context=context
         )
+
+    return lambda_handler
+
+
+def scheduled_handler(
+    run: Callable[[], dict[str, Any]],
+) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """`run` once per scheduled invocation; its result is the invocation's. One that raises
+    fails the invocation, and the next one on the schedule runs again."""
+
+    @logger.inject_lambda_context
+    @metrics.log_metrics
+    def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        try:
+            return run()
+        except Exception as e:
+            logger.exception("scheduled run failed; the next one on the schedule runs again")
+            raise ScheduledRunFailedError(type(e).__qualname__) from None
 
     return lambda_handler
 

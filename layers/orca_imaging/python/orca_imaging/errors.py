@@ -133,3 +133,10 @@ class RecordFailedError(OrcaError):
     traceback) says the rest."""
 
     code = "record_failed"
+
+
+class ScheduledRunFailedError(OrcaError):
+    """A scheduled function's run raised; its message is the error's type only, for the
+    reason `RecordFailedError` gives. The run's log line says the rest."""
+
+    code = "scheduled_run_failed"
