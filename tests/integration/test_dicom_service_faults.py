@@ -56,8 +56,8 @@ class ServiceProcess:
             "ORCA_HEALTH_PORT": str(self.health_port),
             "ORCA_TLS_PORT": str(self.tls_port),
             "ORCA_STOP_TIMEOUT_SECONDS": "60",
-            # As the task's image runs it: each log line one write, never split by a buffer
-            # and interleaved with another receiver's in the output they share.
+            # As the task's image runs it: each line in the log once it is logged, where the
+            # tests read it while the service runs.
             "PYTHONUNBUFFERED": "1",
             **{f"ORCA_{name.upper()}": value for name, value in settings.items()},
         }

@@ -12,7 +12,9 @@ and at import it builds a botocore X-Ray client, about 170 ms of every cold star
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import sys
 import threading
 import traceback
@@ -92,7 +94,33 @@ class PhiSafeFormatter(LambdaPowertoolsFormatter):
         return super().serialize(log)
 
 
-logger = Logger(service=SERVICE, logger_formatter=PhiSafeFormatter())
+class WholeLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each line whole, also beside other processes writing to the same output.
+
+    The DICOM service's processes share the task's standard output, a pipe to the log
+    driver. A pipe takes a write of up to 4 KiB whole (PIPE_BUF); a longer line (an
+    exception's, with its traceback) can be cut into by another process's, and CloudWatch
+    then holds two broken JSON lines, at the moment (an outage, say) they are read. So each
+    line is written and flushed holding a POSIX lock on the output, which every process
+    sharing it takes too; the handler's own lock already keeps one process's threads apart.
+    Where the output takes no lock, lines are written as before."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            descriptor = self.stream.fileno()
+            fcntl.lockf(descriptor, fcntl.LOCK_EX)
+        except (OSError, ValueError):  # no descriptor (a test's capture), or not lockable
+            super().emit(record)
+            return
+        try:
+            super().emit(record)
+        finally:
+            fcntl.lockf(descriptor, fcntl.LOCK_UN)
+
+
+logger = Logger(
+    service=SERVICE, logger_formatter=PhiSafeFormatter(), logger_handler=WholeLineHandler(sys.stdout)
+)
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
 
