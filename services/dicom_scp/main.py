@@ -35,7 +35,13 @@ from orca_imaging import repository
 from orca_imaging.dicom_service import echo
 from orca_imaging.dicom_task import DicomTask, yield_cores
 from orca_imaging.dicom_transport import LoadBoard, shared_listener
-from orca_imaging.observability import flush_metrics, log_uncaught_thread_exceptions, logger, metrics
+from orca_imaging.observability import (
+    flush_metrics,
+    log_uncaught_thread_exceptions,
+    logger,
+    metrics,
+    write_whole_lines,
+)
 from orca_imaging.settings import ScpSettings, load
 
 if TYPE_CHECKING:
@@ -57,6 +63,7 @@ _PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def main(argv: list[str]) -> int:
+    write_whole_lines()  # every process of the task writes to the same output
     log_uncaught_thread_exceptions()
     settings = load(ScpSettings)
     repository.bind_tables(settings)

@@ -13,6 +13,7 @@ and at import it builds a botocore X-Ray client, about 170 ms of every cold star
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import logging
 import sys
@@ -31,6 +32,7 @@ from orca_imaging.errors import OrcaError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from typing import TextIO
 
 SERVICE = "orca-imaging"
 METRICS_NAMESPACE = "Orca/Imaging"
@@ -94,33 +96,7 @@ class PhiSafeFormatter(LambdaPowertoolsFormatter):
         return super().serialize(log)
 
 
-class WholeLineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes each line whole, also beside other processes writing to the same output.
-
-    The DICOM service's processes share the task's standard output, a pipe to the log
-    driver. A pipe takes a write of up to 4 KiB whole (PIPE_BUF); a longer line (an
-    exception's, with its traceback) can be cut into by another process's, and CloudWatch
-    then holds two broken JSON lines, at the moment (an outage, say) they are read. So each
-    line is written and flushed holding a POSIX lock on the output, which every process
-    sharing it takes too; the handler's own lock already keeps one process's threads apart.
-    Where the output takes no lock, lines are written as before."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            descriptor = self.stream.fileno()
-            fcntl.lockf(descriptor, fcntl.LOCK_EX)
-        except (OSError, ValueError):  # no descriptor (a test's capture), or not lockable
-            super().emit(record)
-            return
-        try:
-            super().emit(record)
-        finally:
-            fcntl.lockf(descriptor, fcntl.LOCK_UN)
-
-
-logger = Logger(
-    service=SERVICE, logger_formatter=PhiSafeFormatter(), logger_handler=WholeLineHandler(sys.stdout)
-)
+logger = Logger(service=SERVICE, logger_formatter=PhiSafeFormatter())
 metrics = Metrics(namespace=METRICS_NAMESPACE, service=SERVICE)
 
 
@@ -161,19 +137,89 @@ def item_keys(**keys: Any) -> Iterator[None]:
 
 
 def flush_metrics() -> None:
-    """Write what was counted as one EMF line in one write, and start counting afresh.
-
-    Outside Lambda (the DICOM service) nothing else flushes Powertools' metrics, and its own
-    flush prints the line and then its newline, two writes. The task's processes share one
-    stdout: another's log line could land between the two and spoil both, and CloudWatch
-    drops an EMF line it cannot parse (seen here: a receiver's line glued to the first
-    process's metrics as several processes wrote at once)."""
+    """Write what was counted as one EMF line, and start counting afresh. Outside Lambda
+    (the DICOM service) nothing else flushes Powertools' metrics."""
     if not metrics.metric_set or is_metrics_disabled():  # as Powertools' own flush
         return
     line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":")) + "\n"
     sys.stdout.write(line)
     sys.stdout.flush()
     metrics.clear_metrics()
+
+
+class WholeLineOutput(io.TextIOBase):
+    """Standard output that writes each line whole, also beside other processes writing to
+    the same output: installed by `write_whole_lines`.
+
+    The DICOM service's processes share the task's standard output, a pipe to the log
+    driver. A pipe takes a write of up to 4 KiB whole (PIPE_BUF); a longer line (an
+    exception's, with its traceback, or a batch of metrics) can be cut into by another
+    process's. And `print`, which Powertools uses to publish every hundredth value of a
+    metric, writes a line and its newline apart: a line from anywhere can land between the
+    two. CloudWatch then holds two broken JSON lines, and drops a broken EMF line's metrics,
+    at the moment (an outage, a burst of stores) they matter.
+
+    So each thread's text is held until its line ends, and each line is written in one
+    write, holding this process's lock and a POSIX lock on the output, which every process
+    sharing it takes too."""
+
+    def __init__(self, output: TextIO) -> None:
+        self.output = output
+        self._pending = threading.local()  # each thread's line so far
+        self._lock = threading.Lock()  # POSIX locks are per process: this one is for threads
+
+    def write(self, text: str) -> int:
+        held = getattr(self._pending, "text", "") + text
+        lines, newline, self._pending.text = held.rpartition("\n")
+        if newline:
+            self._write_whole(lines + newline)
+        return len(text)
+
+    def flush(self) -> None:
+        """This thread's unfinished line too: whoever flushes wants it out."""
+        held, self._pending.text = getattr(self._pending, "text", ""), ""
+        self._write_whole(held)
+
+    def _write_whole(self, text: str) -> None:
+        with self._lock:
+            try:
+                descriptor = self.output.fileno()
+                fcntl.lockf(descriptor, fcntl.LOCK_EX)
+                locked = True
+            except (OSError, ValueError):  # no descriptor, or one that takes no lock
+                locked = False
+            try:
+                if text:
+                    self.output.write(text)
+                self.output.flush()
+            finally:
+                if locked:
+                    fcntl.lockf(descriptor, fcntl.LOCK_UN)
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self.output.fileno()
+
+    def isatty(self) -> bool:
+        return self.output.isatty()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self.output.encoding
+
+
+def write_whole_lines() -> None:
+    """Standard output, and the logger's lines on it, through `WholeLineOutput`: for a
+    process sharing its standard output with others (the DICOM service's)."""
+    if isinstance(sys.stdout, WholeLineOutput):
+        return
+    output = WholeLineOutput(sys.stdout)
+    for handler in logging.getLogger(SERVICE).handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(output)
+    sys.stdout = output
 
 
 def keep_log_keys_per_thread() -> None:
