@@ -329,6 +329,20 @@ class DicomService(Construct):
                 ),
                 topic=alarm_topic,
             ),
+            # Transfers cut off with an object arriving, period after period: a device whose
+            # link keeps dropping (the VPN, a timeout shorter than its sends) resends, and
+            # is cut off again. One dropped once is left to its 'association ended' line.
+            "StoresInterrupted": alarm_on_persisting(
+                self,
+                "StoresInterruptedAlarm",
+                service_metric("DicomStoresInterrupted", "Sum"),
+                periods=3,
+                description=(
+                    "DICOM transfers have been cut off mid-object for 15 minutes: see the "
+                    "'association ended' log lines with object_interrupted for the device and how."
+                ),
+                topic=alarm_topic,
+            ),
         }
         self._acknowledge(task, originals, [self.load_balancer_sg, self.service_sg])
         rotation = (

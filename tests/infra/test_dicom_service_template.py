@@ -121,16 +121,19 @@ def test_the_service_scales_on_cpu_and_its_alarms_page_the_operators(synth: Synt
         "Properties"
     ]
     assert (damaged["MetricName"], damaged["Threshold"]) == ("DicomSpoolDamaged", 0)
-    refused = synth.json["Resources"][synth.logical_id(synth.stack.dicom.alarms["AssociationsRefused"])][
-        "Properties"
-    ]
-    # A device still refused after three periods in a row, not a title mistyped once.
-    assert (refused["MetricName"], refused["Threshold"], refused["EvaluationPeriods"], refused["Period"]) == (
-        "DicomAssociationsRefused",
-        0,
-        3,
-        300,
-    )
+    # A device still refused, or still cut off mid-object, after three periods in a row:
+    # not a title mistyped once, nor a link dropped once.
+    for name, metric in (
+        ("AssociationsRefused", "DicomAssociationsRefused"),
+        ("StoresInterrupted", "DicomStoresInterrupted"),
+    ):
+        alarm = synth.json["Resources"][synth.logical_id(synth.stack.dicom.alarms[name])]["Properties"]
+        assert (alarm["MetricName"], alarm["Threshold"], alarm["EvaluationPeriods"], alarm["Period"]) == (
+            metric,
+            0,
+            3,
+            300,
+        )
 
 
 def test_the_task_role_reads_tables_writes_only_audit_events_and_only_creates_originals(synth: Synth) -> None:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import socket
+import struct
 import subprocess
 import uuid
 import zlib
@@ -19,6 +21,7 @@ from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import P_DATA
+from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]  # made at import
 
 from orca_imaging import observability, repository
 from orca_imaging.auth import Role
@@ -29,6 +32,7 @@ from orca_imaging.spool import Spool
 from tests.conftest import CORPUS, corpus_files, require_tool
 from tests.fixtures.dental_dicom import dental_object
 from tests.integration.conftest import ApiClient
+from tests.unit.test_dicom_streamed_store import ct_slice, send_raw, store_in_p_datas
 from tests.unit.test_spool import arrival
 
 if TYPE_CHECKING:
@@ -207,36 +211,47 @@ def test_an_object_sent_in_the_same_pdu_as_its_command_is_kept_exactly_as_sent(
     stack.wait_until(lambda: admin.get("/dicom/pending", limit=200).json()["items"] or None, timeout=60)
 
 
-class Refusals(logging.Handler):
-    """The service's log lines saying an association was refused, and its count of them."""
+class ServiceLines(logging.Handler):
+    """The service's log lines with one message, and its count of one metric."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, message: str, metric: str) -> None:
         super().__init__()
+        self.message = message
         self.logged: list[logging.LogRecord] = []
         self.counted = 0
         add_metric = observability.metrics.add_metric
 
         def counting(*, name: str, **rest: Any) -> None:
-            self.counted += name == "DicomAssociationsRefused"
+            self.counted += name == metric
             add_metric(name=name, **rest)
 
         monkeypatch.setattr(observability.metrics, "add_metric", counting)
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.getMessage() == "association refused":
+        if record.getMessage() == self.message:
             self.logged.append(record)
 
 
+def _watch(lines: ServiceLines) -> Iterator[ServiceLines]:
+    service_log = logging.getLogger(observability.SERVICE)
+    service_log.addHandler(lines)
+    yield lines
+    service_log.removeHandler(lines)
+
+
 @pytest.fixture
-def refusals(monkeypatch: pytest.MonkeyPatch) -> Iterator[Refusals]:
-    watching, service_log = Refusals(monkeypatch), logging.getLogger(observability.SERVICE)
-    service_log.addHandler(watching)
-    yield watching
-    service_log.removeHandler(watching)
+def refusals(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServiceLines]:
+    yield from _watch(ServiceLines(monkeypatch, "association refused", "DicomAssociationsRefused"))
+
+
+@pytest.fixture
+def ends(monkeypatch: pytest.MonkeyPatch) -> Iterator[ServiceLines]:
+    """Associations' ends, and the stores they cut off."""
+    yield from _watch(ServiceLines(monkeypatch, "association ended", "DicomStoresInterrupted"))
 
 
 def test_an_unknown_device_or_a_wrong_called_title_is_refused_at_association(
-    stack: LocalStack, refusals: Refusals
+    stack: LocalStack, refusals: ServiceLines
 ) -> None:
     _, ae_title = new_clinic_with_node(stack)
     unknown = run(ECHOSCU, stack, "NOT-REGISTERED")
@@ -253,7 +268,7 @@ def test_an_unknown_device_or_a_wrong_called_title_is_refused_at_association(
 
 
 def test_a_device_outside_its_network_is_refused(
-    stack: LocalStack, refusals: Refusals, tmp_path: Path
+    stack: LocalStack, refusals: ServiceLines, tmp_path: Path
 ) -> None:
     admin, outside = new_clinic_with_node(stack, cidr="10.99.0.0/16")
     _, inside = new_clinic_with_node(stack, cidr="127.0.0.0/8")
@@ -272,6 +287,63 @@ def test_a_device_outside_its_network_is_refused(
         "127.0.0.1",
     )
     assert refusals.counted == 1
+
+
+def test_each_association_ends_in_a_line_saying_how_and_what_its_stores_came_to(
+    stack: LocalStack, ends: ServiceLines, tmp_path: Path
+) -> None:
+    """What a clinic's admin or an operator reads first when a device says sending failed:
+    which device, from where, how its association ended and what was kept."""
+    admin, ae_title = new_clinic_with_node(stack)
+    files = [tmp_path / "one.dcm", tmp_path / "two.dcm"]
+    for path in files:
+        path.write_bytes(dental_object("CT"))
+    assert run(STORESCU, stack, ae_title, *files).returncode == 0
+    assert run(ECHOSCU, stack, ae_title).returncode == 0
+    stack.wait_until(lambda: len(ends.logged) == 2 or None, timeout=10)
+    lines = [
+        (
+            r.outcome,
+            r.calling_ae,
+            r.clinic_id,
+            r.address,
+            r.objects_kept,
+            r.stores_failed,
+            r.object_interrupted,
+        )  # type: ignore[attr-defined]
+        for r in ends.logged
+    ]
+    assert lines == [
+        ("released", ae_title, admin.clinic, "127.0.0.1", 2, 0, False),
+        ("released", ae_title, admin.clinic, "127.0.0.1", 0, 0, False),
+    ]
+    assert all(0 < r.seconds < 60 for r in ends.logged)  # type: ignore[attr-defined]
+    assert ends.counted == 0
+
+
+def test_a_device_cut_off_with_an_object_arriving_is_counted_with_what_it_had_kept(
+    stack: LocalStack, ends: ServiceLines
+) -> None:
+    """A device whose connection drops as an object arrives was never answered for it: the
+    line says so, and the count is what an operator alarms on (devices resend, but one cut
+    off again and again is not getting its images to us)."""
+    _, ae_title = new_clinic_with_node(stack)
+    device = AE(ae_title=ae_title)
+    device.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    association = device.associate("127.0.0.1", service_port(stack), ae_title="ORCA")
+    assert association.is_established
+    assert association.send_c_store(ct_slice()).Status == 0
+    command, *fragments = store_in_p_datas(association, ct_slice(), fragment_pdu=16_384)
+    send_raw(association, [command, *fragments[:2]])  # the next object, a third of it
+    connection = association.dul.socket.socket  # type: ignore[union-attr]
+    assert connection is not None
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()  # a reset, as a cable pulled or a device switched off mid-send does
+    stack.wait_until(lambda: ends.logged or None, timeout=10)
+    [ended] = ends.logged
+    assert (ended.outcome, ended.objects_kept, ended.object_interrupted) == ("aborted", 1, True)  # type: ignore[attr-defined]
+    assert ends.counted == 1
+    association.kill()
 
 
 def test_another_clinic_can_neither_take_over_nor_remove_a_registered_device(

@@ -46,6 +46,7 @@ from pynetdicom.sop_class import Verification
 
 from orca_imaging.dicom_transport import (
     LONGEST_PDU_BYTES,
+    AssociationOver,
     AssociationServer,
     after_response,
     file_head,
@@ -108,6 +109,7 @@ class Served:
     after_each_store: list[Callable[[Event], None]] = field(default_factory=list)
     received_pdus: list[int] = field(default_factory=list)  # their types, if watched
     server: AssociationServer | None = None  # to bind more handlers to
+    overs: list[AssociationOver] = field(default_factory=list)  # each association once it is over
 
 
 def assert_kept_as_sent(served: Served, ds: Dataset) -> None:
@@ -169,6 +171,7 @@ def _serve(*, watch_received_pdus: bool) -> Iterator[Served]:
         evt_handlers=[(evt.EVT_C_STORE, on_store), (evt.EVT_C_ECHO, on_echo), *watcher],
         server_class=AssociationServer,
         receive_into=receive_into,
+        on_over=served.overs.append,
     )
     assert isinstance(server, AssociationServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -424,6 +427,26 @@ def test_a_connection_reset_amid_the_fragments_is_a_closed_connection_and_keeps_
         assert sink.discarded.wait(5)  # the association ended: the store never completed
     assert "store" not in served.roles
     assert not [r for r in caplog.records if "Exception in DUL.run()" in r.getMessage()]
+    # and the association is reported over with an object left unanswered
+    [over] = wait_for(lambda: served.overs)
+    assert over.interrupted and not over.association.is_released
+
+
+def test_an_association_is_reported_once_it_is_over_with_how_long_it_took(served: Served) -> None:
+    association = device(served.port)
+    assert association.send_c_store(ct_slice()).Status == SUCCESS
+    association.release()
+    [over] = wait_for(lambda: served.overs)
+    assert over.association.is_released and not over.interrupted
+    assert 0 < over.seconds < 30
+
+
+def wait_for(found: Callable[[], list[AssociationOver]], seconds: float = 5) -> list[AssociationOver]:
+    """What `found` returns once it is something (the report follows the association's end)."""
+    deadline = time.monotonic() + seconds
+    while not found() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return found()
 
 
 _A_ASSOCIATE_RQ, _P_DATA_TF, _A_ABORT = 0x01, 0x04, 0x07

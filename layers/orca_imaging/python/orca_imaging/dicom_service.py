@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,13 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at impo
     Verification,
 )
 
-from orca_imaging.dicom_transport import AssociationServer, LoadBoard, after_response, streamed
+from orca_imaging.dicom_transport import (
+    AssociationOver,
+    AssociationServer,
+    LoadBoard,
+    after_response,
+    streamed,
+)
 from orca_imaging.errors import DependencyError, SpoolFullError
 from orca_imaging.nodes import DicomNode
 from orca_imaging.observability import logger, metrics
@@ -39,6 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
     from pydicom.dataset import Dataset
+    from pynetdicom.association import Association
     from pynetdicom.events import Event
 
     from orca_imaging.spool import Spool
@@ -101,6 +109,9 @@ class DicomService:
         self._board = config.board or LoadBoard.alone()
         self._server: AssociationServer | None = None
         self._tls_server: AssociationServer | None = None
+        # Each association's stores so far, for the line saying how it ended.
+        self._tallies: weakref.WeakKeyDictionary[Association, _Tally] = weakref.WeakKeyDictionary()
+        self._tallies_lock = threading.Lock()
         ae = _NodeCheckingAE(ae_title=config.ae_title, nodes=nodes)
         ae.maximum_associations = config.max_associations
         ae.maximum_pdu_size = config.max_pdu_bytes
@@ -130,6 +141,7 @@ class DicomService:
             (evt.EVT_C_FIND, self._on_find),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_ABORTED, self._on_aborted),  # by either side
         ]
         self._server = self._serve(self.config.port, handlers)
         if self.config.tls is not None:  # same AE, same checks: only the transport differs
@@ -156,6 +168,7 @@ class DicomService:
             listening=self.config.listening.get(port),
             board=self._board,
             receive_into=self.spool.receive,
+            on_over=self._on_over,
         )
         assert isinstance(server, AssociationServer)
         threading.Thread(target=server.serve_forever, name=f"dicom-server-{port}", daemon=True).start()
@@ -222,6 +235,15 @@ class DicomService:
             yield PENDING, match
 
     def _on_store(self, event: Event) -> int:
+        status = self._store(event)
+        tally = self._tally(event.assoc)
+        if status == SUCCESS:
+            tally.kept += 1
+        else:
+            tally.failed += 1
+        return status
+
+    def _store(self, event: Event) -> int:
         node = self._node_of(event)
         if node is None or node.ae_title == HEALTH_AE:  # removed since the association began
             return PROCESSING_FAILURE
@@ -263,10 +285,61 @@ class DicomService:
         after_response(event, spooled)  # the device is waiting for the Success, not for these
         return SUCCESS
 
+    def _tally(self, association: Association) -> _Tally:
+        with self._tallies_lock:
+            return self._tallies.setdefault(association, _Tally())
+
+    def _on_aborted(self, event: Event) -> None:
+        self._tally(event.assoc).aborted = True
+
+    def _on_over(self, over: AssociationOver) -> None:
+        """One line for each association a device had accepted: how it ended, how long it
+        took, what its stores came to. The first thing to read when a device says sending
+        failed, or a clinic asks whether a study came in. One cut off with an object
+        arriving (the device was never answered for it) is counted: devices resend, but one
+        whose transfers keep being cut off is not getting its images to us."""
+        association = over.association
+        with self._tallies_lock:
+            tally = self._tallies.pop(association, _Tally())
+        calling = association.requestor.ae_title.strip()  # set as it was negotiated
+        # Not one a device had accepted: refused (logged as it was), the health check's, or
+        # a connection that never asked for one (the load balancer's health checks).
+        if association.is_rejected or calling in ("", HEALTH_AE):
+            return
+        outcome = "released" if association.is_released else "aborted" if tally.aborted else "cut off"
+        if over.interrupted:
+            metrics.add_metric(name="DicomStoresInterrupted", unit="Count", value=1)
+        try:
+            node = self._nodes().get(calling)
+        except DependencyError:  # the line matters more than its clinic
+            node = None
+        logger.info(
+            "association ended",
+            extra={
+                "outcome": outcome,
+                "calling_ae": calling,
+                "clinic_id": node.clinic_id if node else None,
+                "address": association.requestor.address,
+                "seconds": round(over.seconds, 3),
+                "objects_kept": tally.kept,
+                "stores_failed": tally.failed,
+                "object_interrupted": over.interrupted,
+            },
+        )
+
     def _received_whole(self, event: Event) -> Receiving:
         """A dataset that came in one piece with its command (small enough to be gathered in
         memory, as pynetdicom does), on its way to the spool like a streamed one."""
         return self.spool.receive(event.encoded_dataset())  # file meta + the dataset as received
+
+
+@dataclass
+class _Tally:
+    """What one association's stores came to so far, and whether it was aborted."""
+
+    kept: int = 0
+    failed: int = 0
+    aborted: bool = False  # an A-ABORT, sent or received
 
 
 def _calling_ae(event: Event) -> str:

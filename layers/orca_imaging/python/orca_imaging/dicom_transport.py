@@ -83,6 +83,7 @@ import struct
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
@@ -411,9 +412,12 @@ class _WaitingDimse(DIMSEServiceProvider):
             return None  # pynetdicom's path splits it into fragments
         return command
 
-    def drop_streams(self) -> None:
-        for stream in list(self.streams):
+    def drop_streams(self) -> int:
+        """How many were dropped: objects arriving, or whose store never ran."""
+        dropped = list(self.streams)
+        for stream in dropped:
             stream.close()
+        return len(dropped)
 
     def get_msg(self, block: bool = False) -> Any:
         """The association's reactor asks without blocking, then sleeps 1 ms: here it waits
@@ -650,8 +654,22 @@ class _WakingDul(DULServiceProvider):
             self._woken.recv(4096)
 
 
+@dataclass(frozen=True)
+class AssociationOver:
+    """An association a server accepted the connection of, once it is over (refused,
+    released, aborted or cut off): what `AssociationServer`'s `on_over` is given."""
+
+    association: Association
+    seconds: float  # since its connection was accepted
+    # It ended while an object was arriving, or before an arrived object's store ran: the
+    # device was never answered for that object.
+    interrupted: bool
+
+
 class _StreamingAssociation(Association):
     served_by: AssociationServer
+    began: float  # `time.monotonic()` when its connection was accepted
+    interrupted = False  # see `AssociationOver`
 
     def start(self) -> None:
         """Once its thread runs, that thread counts the connection off when it ends; until
@@ -667,6 +685,7 @@ class _StreamingAssociation(Association):
             super().run()
         finally:
             self.served_by.connection_over()
+            self.served_by.association_over(self)
 
     def _run_reactor(self) -> None:
         """The established association's loop (`run_reactor` itself is bound before the class
@@ -678,7 +697,7 @@ class _StreamingAssociation(Association):
         finally:
             dimse = self.dimse
             if isinstance(dimse, _WaitingDimse):
-                dimse.drop_streams()
+                self.interrupted = dimse.drop_streams() > 0
 
 
 class _RequestHandler(RequestHandler):
@@ -688,7 +707,7 @@ class _RequestHandler(RequestHandler):
         association = super()._create_association()
         association.__class__ = _StreamingAssociation
         assert isinstance(association, _StreamingAssociation)
-        association.served_by = self.server
+        association.served_by, association.began = self.server, time.monotonic()
         # The parts pynetdicom made for this connection, with the changes above. Swapping the
         # class keeps their state (the socket is made once: a second would signal the
         # connection twice).
@@ -732,8 +751,10 @@ class AssociationServer(ThreadedAssociationServer):
         listening: socket.socket | None = None,
         board: LoadBoard | None = None,
         receive_into: Callable[[], DatasetSink] | None = None,
+        on_over: Callable[[AssociationOver], None] | None = None,
     ) -> None:
         self.listening = listening  # read by server_bind and server_activate, which __init__ calls
+        self._on_over = on_over  # given each association once it is over, however it ended
         # How many associations each process sharing `listening` serves; this one's alone if
         # it shares nothing. One per process: its plain and TLS servers count together.
         self.board = board or LoadBoard.alone()
@@ -798,6 +819,15 @@ class AssociationServer(ThreadedAssociationServer):
 
     def connection_over(self) -> None:
         self.board.add(-1)
+
+    def association_over(self, association: _StreamingAssociation) -> None:
+        if self._on_over is None:
+            return
+        seconds = time.monotonic() - association.began
+        try:
+            self._on_over(AssociationOver(association, seconds, association.interrupted))
+        except Exception:  # noqa: BLE001  # the association is over either way
+            logger.warning("the end of an association could not be reported", exc_info=True)
 
     def server_activate(self) -> None:
         if self.listening is None:  # a shared socket is listening already
