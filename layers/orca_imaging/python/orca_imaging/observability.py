@@ -176,9 +176,11 @@ class WholeLineOutput(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        """This thread's unfinished line too: whoever flushes wants it out."""
+        """This thread's unfinished line too: whoever flushes wants it out. (A whole line
+        went out as it ended: `logging` flushes after each, and finds nothing held.)"""
         held, self._pending.text = getattr(self._pending, "text", ""), ""
-        self._write_whole(held)
+        if held:
+            self._write_whole(held)
 
     def _write_whole(self, text: str) -> None:
         with self._lock:
@@ -189,8 +191,7 @@ class WholeLineOutput(io.TextIOBase):
             except (OSError, ValueError):  # no descriptor, or one that takes no lock
                 locked = False
             try:
-                if text:
-                    self.output.write(text)
+                self.output.write(text)
                 self.output.flush()
             finally:
                 if locked:
