@@ -4,8 +4,11 @@ Manager, as PEM text in its environment."""
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -74,6 +77,10 @@ def service(
     process.stop()
 
 
+def service_lines(service: ServiceProcess) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in service.log.read_text().splitlines() if line.startswith("{")]
+
+
 def send(
     service: ServiceProcess, ae_title: str, *tls: str, port: int | None = None
 ) -> subprocess.CompletedProcess[str]:
@@ -103,6 +110,27 @@ def test_with_a_client_ca_only_a_device_with_a_signed_certificate_gets_in(
     verify_us = ["+cf", str(pki / "ca.pem")]
     anonymous = send(service, ae_title, "+tla", *verify_us)
     assert anonymous.returncode != 0
+    # said in the task's log, where the admin setting the device up looks (no PHI to show)
+    failed = [line for line in service_lines(service) if line["message"] == "TLS handshake failed"]
+    assert [(line["address"], line["error"]) for line in failed] == [("127.0.0.1", "SSLError")]
     signed = send(service, ae_title, "+tls", str(pki / "device.key"), str(pki / "device.pem"), *verify_us)
     assert signed.returncode == 0, signed.stderr
     stack.wait_until(lambda: len(stored_objects(stack, admin.clinic)) == 1, timeout=60)
+
+
+def test_a_connection_that_never_starts_its_handshake_holds_up_no_other_device(
+    stack: LocalStack, pki: Path, device: tuple[ApiClient, str], service: ServiceProcess
+) -> None:
+    """Each receiver accepts on one thread: a TLS handshake made there (pynetdicom's way)
+    waits on a silent peer, a device hung or anyone inside the VPN, and every device after
+    it waits too, for as long as the peer holds the connection open."""
+    admin, ae_title = device
+    silent = [socket.create_connection(("127.0.0.1", service.tls_port)) for _ in service.receivers()]
+    try:
+        time.sleep(0.5)  # each receiver has taken one
+        done = send(service, ae_title, "+tla", "+cf", str(pki / "ca.pem"))
+        assert done.returncode == 0, done.stderr
+    finally:
+        for connection in silent:
+            connection.close()
+    stack.wait_until(lambda: stored_objects(stack, admin.clinic) or None, timeout=60)

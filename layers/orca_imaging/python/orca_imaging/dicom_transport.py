@@ -67,9 +67,15 @@ throughput. All go through pynetdicom's own extension points (`AE.make_server`'s
   handler watching sent messages) goes through pynetdicom's own path. And each association
   is given the server's presentation contexts, not a deep copy (`_SharedContexts`).
 
-One change is for the associations we request (a PACS query or retrieve), not for
-throughput: their reactor is never given a response a `send_*` waits for
-(`keep_responses_for_requests`).
+Two changes are not for throughput:
+- **A TLS handshake is made on the connection's own thread**, within the association
+  request's time limit (pynetdicom's ACSE timeout), not on the thread that accepts. There,
+  as pynetdicom makes it, a peer that connected and sent nothing (a hung device, anyone
+  inside the VPN) held up every device after it, for as long as it kept the connection
+  open. A handshake that fails is logged with the address and the error's type, and
+  counted as a refusal.
+- The associations we request (a PACS query or retrieve) never have a response a
+  `send_*` waits for taken by their reactor (`keep_responses_for_requests`).
 """
 
 from __future__ import annotations
@@ -79,6 +85,7 @@ import os
 import queue
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -96,7 +103,7 @@ from pynetdicom.dul import DULServiceProvider
 from pynetdicom.pdu_primitives import P_DATA
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
-from orca_imaging.observability import logger
+from orca_imaging.observability import logger, metrics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -781,7 +788,13 @@ class AssociationServer(ThreadedAssociationServer):
 
     def get_request(self) -> tuple[socket.socket, Any]:
         self._wait_for_turn()  # least associations first (see the module's notes)
-        return cast("tuple[socket.socket, Any]", super().get_request())
+        assert self.socket is not None
+        connection, address = self.socket.accept()
+        if self.ssl_context:  # its handshake is its own thread's (`process_request_thread`)
+            connection = self.ssl_context.wrap_socket(
+                connection, server_side=True, do_handshake_on_connect=False
+            )
+        return connection, address
 
     def _wait_for_turn(self) -> None:
         """Return when this process should try to accept: at once if none serves fewer;
@@ -807,10 +820,25 @@ class AssociationServer(ThreadedAssociationServer):
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         self._handing_over.done = False
         try:
+            if isinstance(request, ssl.SSLSocket) and not self._shake_hands(request, client_address):
+                self.shutdown_request(request)
+                return
             super().process_request_thread(request, client_address)  # returns once it has started
         finally:
             if not self._handing_over.done:  # no association was made of it: over here
                 self.connection_over()
+
+    def _shake_hands(self, connection: ssl.SSLSocket, address: Any) -> bool:
+        """The TLS handshake, within the time an association request may take."""
+        connection.settimeout(self.ae.acse_timeout)
+        try:
+            connection.do_handshake()
+        except OSError as e:  # ssl.SSLError and the socket's timeout among them
+            metrics.add_metric(name="DicomAssociationsRefused", unit="Count", value=1)
+            logger.warning("TLS handshake failed", extra={"address": address[0], "error": type(e).__name__})
+            return False
+        connection.settimeout(None)  # blocking, as pynetdicom's sockets are
+        return True
 
     def association_made(self) -> None:
         """The connection's association thread has started: from here it is counted off
