@@ -75,6 +75,9 @@ def test_serve_comes_up_serves_an_upload_and_stops_cleanly(tmp_path: Path) -> No
         out, _ = server.communicate(timeout=30)
     assert server.returncode == 0
     assert out.rstrip().endswith("stopped")
+    # Every log and metrics line whole, whichever of the stack's threads wrote it.
+    logged = [line for line in [*lines, *out.splitlines()] if line.startswith("{")]
+    assert logged and all(json.loads(line) for line in logged)
 
 
 class RecordingService:

@@ -21,8 +21,12 @@ DEFAULT_STATE_DIR = Path(".orca-local")
 
 def _serve(args: argparse.Namespace) -> int:
     from orca_imaging.local.stack import LocalStack, LocalStackConfig
+    from orca_imaging.observability import write_whole_lines
 
     started = time.monotonic()
+    # Every function, pump and the DICOM service log from threads of this one process:
+    # Powertools' metrics, printed as a line and then its newline, were cut into.
+    write_whole_lines()
     from orca_imaging.local.dicom import LocalDicomService
 
     stack = LocalStack(
