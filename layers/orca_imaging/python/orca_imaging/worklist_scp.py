@@ -1,21 +1,30 @@
 """The Modality Worklist SCP's answers: a device's C-FIND matched against its clinic's
 scheduled steps (`worklist.py`). The DICOM service calls `find` with the calling node's
 clinic, never anything from the query, so a device only ever sees its own clinic's entries.
+
+Each step comes with a study made for it (`step_study_uid`), which a device that took the
+patient from the list sends its images in (IHE's Scheduled Workflow): ingest links such an
+image to the patient the step was booked for (`booked_patient`).
 """
 
 from __future__ import annotations
 
 import fnmatch
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import PYDICOM_ROOT_UID, generate_uid
 
 from orca_imaging import repository
 from orca_imaging.worklist import DAY_END, DAY_START
 
 if TYPE_CHECKING:
     from orca_imaging.models import WorklistEntryModel
+
+# How far from an image's capture a step may be scheduled and still be its own: a device's
+# clock, the clinic's time zone against UTC, a step done the day after it was booked.
+BOOKING_SLACK = timedelta(days=2)
 
 
 def find(clinic_id: str, query: Dataset) -> list[Dataset]:
@@ -61,8 +70,7 @@ def _dataset(entry: WorklistEntryModel) -> Dataset:
     ds.PatientBirthDate = (entry.birth_date or "").replace("-", "")
     ds.PatientSex = entry.sex or ""
     ds.AccessionNumber = entry.accession_number
-    # One study per step, the same at every query: the device's images join it.
-    ds.StudyInstanceUID = generate_uid(entropy_srcs=[entry.clinic_id, entry.entry_id])
+    ds.StudyInstanceUID = step_study_uid(entry.clinic_id, entry.entry_id)
     ds.RequestedProcedureID = entry.entry_id[-16:]
     ds.RequestedProcedureDescription = entry.procedure_description or ""
     step = Dataset()
@@ -93,3 +101,23 @@ def _project(query: Dataset, full: Dataset) -> Dataset:
         else:
             out.add_new(element.tag, element.VR, None)  # asked for, unknown here: zero length
     return out
+
+
+def step_study_uid(clinic_id: str, entry_id: str) -> str:
+    """The study made for a scheduled step: the same at every query, and no other step's."""
+    return str(generate_uid(entropy_srcs=[clinic_id, entry_id]))
+
+
+def booked_patient(clinic_id: str, study_uid: str, around: datetime) -> str | None:
+    """The patient a step of the clinic's worklist was booked for, when `study_uid` is that
+    step's study; the steps scheduled within `BOOKING_SLACK` of `around` (the image's
+    capture) are looked at. A study the device made itself is not looked up at all."""
+    if not study_uid.startswith(PYDICOM_ROOT_UID):
+        return None
+    first, last = around - BOOKING_SLACK, around + BOOKING_SLACK
+    for entry in repository.worklist_entries(
+        clinic_id, f"{first:%Y%m%d}{DAY_START}", f"{last:%Y%m%d}{DAY_END}"
+    ):
+        if step_study_uid(clinic_id, entry.entry_id) == study_uid:
+            return entry.patient_id
+    return None
