@@ -102,20 +102,21 @@ def test_a_device_reads_its_clinics_worklist_and_its_image_arrives_matched(
     assert record["studyId"] == str(step.StudyInstanceUID)  # the study made for the booked step
 
 
-def test_an_image_in_a_booked_steps_study_is_that_patients_without_a_birth_date_to_check(
+def test_an_image_of_a_booked_step_is_that_patients_without_a_birth_date_to_check(
     stack: LocalStack, tmp_path: Path
 ) -> None:
     """Staff chose the patient when they booked the step; a device that took the step from
-    the list sends its images in the study made for it. So they link to that patient also
-    where the chart-number rule cannot (no birth date in the registry, here), and an image
-    the device filed in a study of its own waits for a person, as any other would."""
+    the list sends its images in the study made for it, or (one that makes its own
+    studies) with the step's accession number. So they link to that patient also where the
+    chart-number rule cannot (no birth date in the registry, here); an image with neither
+    waits for a person, as any other would."""
     admin, ae_title = new_clinic_with_node(stack)
     assert admin.put("/patients/pat_wl", {"chartNumber": "CH-77", "familyName": "Ito"}).status_code == 204
     schedule(admin, accessionNumber="ACC-77", stationAeTitle=ae_title)
     (step,) = worklist_query(stack, ae_title, tmp_path / "responses")
     assert step.PatientBirthDate == ""  # nothing for the chart-number rule to agree on
 
-    def taken_on_the_day(name: str, study_uid: str) -> Path:
+    def taken_on_the_day(name: str, study_uid: str, accession: str) -> Path:
         image = tmp_path / name
         image.write_bytes(
             dental_object(
@@ -123,7 +124,7 @@ def test_an_image_in_a_booked_steps_study_is_that_patients_without_a_birth_date_
                 patient_id=step.PatientID,
                 name=str(step.PatientName),
                 birth_date=None,
-                AccessionNumber=step.AccessionNumber,
+                AccessionNumber=accession,
                 StudyInstanceUID=study_uid,
                 StudyDate=DAY.replace("-", ""),
                 AcquisitionDate=DAY.replace("-", ""),
@@ -131,14 +132,19 @@ def test_an_image_in_a_booked_steps_study_is_that_patients_without_a_birth_date_
         )
         return image
 
-    in_the_step = taken_on_the_day("pano.dcm", str(step.StudyInstanceUID))
-    own_study = taken_on_the_day("other.dcm", "1.2.3.4.77")
-    assert run(STORESCU, stack, ae_title, in_the_step, own_study).returncode == 0
+    in_the_step = taken_on_the_day("pano.dcm", str(step.StudyInstanceUID), "")
+    with_its_accession = taken_on_the_day("ceph.dcm", "1.2.3.4.77", str(step.AccessionNumber))
+    neither = taken_on_the_day("other.dcm", "1.2.3.4.78", "")
+    assert run(STORESCU, stack, ae_title, in_the_step, with_its_accession, neither).returncode == 0
 
-    (linked,) = stack.wait_until(lambda: admin.get("/patients/pat_wl/images").json()["images"] or None, 60)
-    assert linked["status"] == "ACTIVE" and linked["studyId"] == str(step.StudyInstanceUID)
+    def linked() -> list[dict[str, Any]] | None:
+        images = admin.get("/patients/pat_wl/images").json()["images"]
+        return images if len(images) == 2 else None
+
+    studies = {image["studyId"] for image in stack.wait_until(linked, timeout=60)}
+    assert studies == {str(step.StudyInstanceUID), "1.2.3.4.77"}
     (waiting,) = stack.wait_until(lambda: admin.get("/dicom/pending").json()["items"] or None, timeout=60)
-    assert waiting["studyUid"] == "1.2.3.4.77"
+    assert waiting["studyUid"] == "1.2.3.4.78"
 
 
 def test_the_worklist_api_lists_by_day_and_station_for_admins_only(stack: LocalStack) -> None:

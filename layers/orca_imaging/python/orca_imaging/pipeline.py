@@ -165,7 +165,12 @@ def _process_dicom(
     patient = dicom.patient_of(dataset)
     captured = dicom.capture_time(dataset)
     patient_id, match_candidates = _link_patient(
-        image, patient, uids.get("study"), captured=captured, auto_link=clinic.dicom_auto_link or "exact"
+        image,
+        patient,
+        uids.get("study"),
+        accession=str(dataset.get("AccessionNumber") or "").strip() or None,
+        captured=captured,
+        auto_link=clinic.dicom_auto_link or "exact",
     )
     if category == ImageCategory.CBCT and not volume_fields and uids.get("series"):
         # One slice of a series: its volume is built once the series is complete.
@@ -224,23 +229,27 @@ def _link_patient(
     patient: dicom.DicomPatient,
     study_uid: str | None,
     *,
+    accession: str | None,
     captured: datetime | None,
     auto_link: str,
 ) -> tuple[str | None, list[dict[str, Any]] | None]:
     """The patient to link, or None and the scored candidates a person chooses from.
 
-    The uploader's choice stands; then a study a person already verified; then the study
-    of a worklist step, booked by staff for a patient (a device took the patient from the
-    list); then, unless the clinic verifies everything by hand, the one registry patient
-    whose chart number is the PatientID and whose birth date agrees. Anything less is never
-    a guess.
+    The uploader's choice stands; then a study a person already verified; then a worklist
+    step's study or accession number, the step booked by staff for a patient (a device took
+    the patient from the list); then, unless the clinic verifies everything by hand, the
+    one registry patient whose chart number is the PatientID and whose birth date agrees.
+    Anything less is never a guess.
     """
     if image.patient_id:
         return image.patient_id, None
     if study_uid and (verified := repository.verified_patient_of_study(image.clinic_id, study_uid)):
         return verified, None
     around = captured or datetime.now(UTC)
-    if study_uid and (booked := worklist_scp.booked_patient(image.clinic_id, study_uid, around)):
+    booked = worklist_scp.booked_patient(
+        image.clinic_id, study_uid=study_uid, accession=accession, around=around
+    )
+    if booked:
         return booked, None
     if auto_link == "exact" and patient.patient_id and patient.birth_date:
         charted = repository.patient_with_chart(image.clinic_id, patient.patient_id)

@@ -2,9 +2,10 @@
 scheduled steps (`worklist.py`). The DICOM service calls `find` with the calling node's
 clinic, never anything from the query, so a device only ever sees its own clinic's entries.
 
-Each step comes with a study made for it (`step_study_uid`), which a device that took the
-patient from the list sends its images in (IHE's Scheduled Workflow): ingest links such an
-image to the patient the step was booked for (`booked_patient`).
+Each step comes with a study made for it (`step_study_uid`) and the accession number staff
+gave it, which a device that took the patient from the list sends its images with (IHE's
+Scheduled Workflow): ingest links such an image to the patient the step was booked for
+(`booked_patient`).
 """
 
 from __future__ import annotations
@@ -108,16 +109,21 @@ def step_study_uid(clinic_id: str, entry_id: str) -> str:
     return str(generate_uid(entropy_srcs=[clinic_id, entry_id]))
 
 
-def booked_patient(clinic_id: str, study_uid: str, around: datetime) -> str | None:
-    """The patient a step of the clinic's worklist was booked for, when `study_uid` is that
-    step's study; the steps scheduled within `BOOKING_SLACK` of `around` (the image's
-    capture) are looked at. A study the device made itself is not looked up at all."""
-    if not study_uid.startswith(PYDICOM_ROOT_UID):
+def booked_patient(
+    clinic_id: str, *, study_uid: str | None, accession: str | None, around: datetime
+) -> str | None:
+    """The patient a step of the clinic's worklist was booked for, when the image is that
+    step's: in the study made for it, or, from a device that makes its own studies, with
+    its accession number, when the steps that have it are one patient's. The steps scheduled
+    within `BOOKING_SLACK` of `around` (the image's capture) are looked at; an image with
+    neither a study made here nor an accession number is not looked up at all."""
+    in_a_step = bool(study_uid and study_uid.startswith(PYDICOM_ROOT_UID))
+    if not in_a_step and not accession:
         return None
     first, last = around - BOOKING_SLACK, around + BOOKING_SLACK
-    for entry in repository.worklist_entries(
-        clinic_id, f"{first:%Y%m%d}{DAY_START}", f"{last:%Y%m%d}{DAY_END}"
-    ):
-        if step_study_uid(clinic_id, entry.entry_id) == study_uid:
-            return entry.patient_id
-    return None
+    steps = repository.worklist_entries(clinic_id, f"{first:%Y%m%d}{DAY_START}", f"{last:%Y%m%d}{DAY_END}")
+    for step in steps if in_a_step else ():
+        if step_study_uid(clinic_id, step.entry_id) == study_uid:
+            return step.patient_id
+    patients = {step.patient_id for step in steps if accession and step.accession_number == accession}
+    return patients.pop() if len(patients) == 1 else None
