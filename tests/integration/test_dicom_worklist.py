@@ -45,6 +45,17 @@ def worklist_query(stack: LocalStack, calling: str, out: Path, *keys: str) -> li
     return [dcmread(path) for path in sorted(out.glob("rsp*.dcm"))]
 
 
+def taken_from(step: Any, path: Path, **attributes: Any) -> Path:
+    """A panoramic a device took of the patient it picked from its worklist (`step`), with
+    these attributes besides."""
+    path.write_bytes(
+        dental_object(
+            "PX", patient_id=step.PatientID, name=str(step.PatientName), birth_date=None, **attributes
+        )
+    )
+    return path
+
+
 def test_a_device_reads_its_clinics_worklist_and_its_image_arrives_matched(
     stack: LocalStack, tmp_path: Path
 ) -> None:
@@ -79,17 +90,12 @@ def test_a_device_reads_its_clinics_worklist_and_its_image_arrives_matched(
     assert "ScheduledProcedureStepDescription" not in item  # only what was asked for
 
     # The device takes the patient from the list and sends its image with those values.
-    image = tmp_path / "pano.dcm"
-    image.write_bytes(
-        dental_object(
-            "PX",
-            patient_id=step.PatientID,
-            name=str(step.PatientName),
-            birth_date=None,
-            PatientBirthDate=step.PatientBirthDate,
-            AccessionNumber=step.AccessionNumber,
-            StudyInstanceUID=step.StudyInstanceUID,
-        )
+    image = taken_from(
+        step,
+        tmp_path / "pano.dcm",
+        PatientBirthDate=step.PatientBirthDate,
+        AccessionNumber=step.AccessionNumber,
+        StudyInstanceUID=step.StudyInstanceUID,
     )
     assert run(STORESCU, stack, ae_title, image).returncode == 0
 
@@ -117,20 +123,15 @@ def test_an_image_of_a_booked_step_is_that_patients_without_a_birth_date_to_chec
     assert step.PatientBirthDate == ""  # nothing for the chart-number rule to agree on
 
     def taken_on_the_day(name: str, study_uid: str, accession: str) -> Path:
-        image = tmp_path / name
-        image.write_bytes(
-            dental_object(
-                "PX",
-                patient_id=step.PatientID,
-                name=str(step.PatientName),
-                birth_date=None,
-                AccessionNumber=accession,
-                StudyInstanceUID=study_uid,
-                StudyDate=DAY.replace("-", ""),
-                AcquisitionDate=DAY.replace("-", ""),
-            )
+        day = DAY.replace("-", "")
+        return taken_from(
+            step,
+            tmp_path / name,
+            AccessionNumber=accession,
+            StudyInstanceUID=study_uid,
+            StudyDate=day,
+            AcquisitionDate=day,
         )
-        return image
 
     in_the_step = taken_on_the_day("pano.dcm", str(step.StudyInstanceUID), "")
     with_its_accession = taken_on_the_day("ceph.dcm", "1.2.3.4.77", str(step.AccessionNumber))
