@@ -231,6 +231,10 @@ class ServiceLines(logging.Handler):
         if record.getMessage() == self.message:
             self.logged.append(record)
 
+    def of(self, calling_ae: str) -> list[logging.LogRecord]:
+        """The lines about one device (the stack's service outlives each test's devices)."""
+        return [record for record in self.logged if vars(record).get("calling_ae") == calling_ae]
+
 
 def _watch(lines: ServiceLines) -> Iterator[ServiceLines]:
     service_log = logging.getLogger(observability.SERVICE)
@@ -300,7 +304,7 @@ def test_each_association_ends_in_a_line_saying_how_and_what_its_stores_came_to(
         path.write_bytes(dental_object("CT"))
     assert run(STORESCU, stack, ae_title, *files).returncode == 0
     assert run(ECHOSCU, stack, ae_title).returncode == 0
-    stack.wait_until(lambda: len(ends.logged) == 2 or None, timeout=10)
+    stack.wait_until(lambda: len(ends.of(ae_title)) == 2 or None, timeout=10)
     said = (
         "outcome",
         "calling_ae",
@@ -310,12 +314,12 @@ def test_each_association_ends_in_a_line_saying_how_and_what_its_stores_came_to(
         "stores_failed",
         "object_interrupted",
     )
-    lines = [tuple(vars(record)[key] for key in said) for record in ends.logged]
+    lines = [tuple(vars(record)[key] for key in said) for record in ends.of(ae_title)]
     assert lines == [
         ("released", ae_title, admin.clinic, "127.0.0.1", 2, 0, False),
         ("released", ae_title, admin.clinic, "127.0.0.1", 0, 0, False),
     ]
-    assert all(0 < vars(record)["seconds"] < 60 for record in ends.logged)
+    assert all(0 < vars(record)["seconds"] < 60 for record in ends.of(ae_title))
     assert ends.counted == 0
 
 
@@ -338,10 +342,10 @@ def test_a_device_cut_off_with_an_object_arriving_is_counted_with_what_it_had_ke
         assert connection is not None
         connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         connection.close()  # a reset, as a cable pulled or a device switched off mid-send does
-        stack.wait_until(lambda: ends.logged or None, timeout=10)
+        stack.wait_until(lambda: ends.of(ae_title) or None, timeout=10)
     finally:
         association.kill()
-    [ended] = ends.logged
+    [ended] = ends.of(ae_title)
     assert tuple(vars(ended)[key] for key in ("outcome", "objects_kept", "object_interrupted")) == (
         "aborted",
         1,
