@@ -303,7 +303,7 @@ class DicomService:
             tally = self._tallies.pop(association, _Tally())
         calling = association.requestor.ae_title.strip()  # set as it was negotiated
         # Not one a device had accepted: refused (logged as it was), the health check's, or
-        # a connection that never asked for one (the load balancer's health checks).
+        # a connection that never asked for one (a port scan, a TCP probe).
         if association.is_rejected or calling in ("", HEALTH_AE):
             return
         outcome = "released" if association.is_released else "aborted" if tally.aborted else "cut off"
