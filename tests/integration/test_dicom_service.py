@@ -304,7 +304,12 @@ def test_each_association_ends_in_a_line_saying_how_and_what_its_stores_came_to(
         path.write_bytes(dental_object("CT"))
     assert run(STORESCU, stack, ae_title, *files).returncode == 0
     assert run(ECHOSCU, stack, ae_title).returncode == 0
-    stack.wait_until(lambda: len(ends.of(ae_title)) == 2 or None, timeout=10)
+    device = AE(ae_title=ae_title)
+    device.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    cancelled = device.associate("127.0.0.1", service_port(stack), ae_title="ORCA")
+    assert cancelled.is_established
+    cancelled.abort()  # someone cancelled the send at the device
+    stack.wait_until(lambda: len(ends.of(ae_title)) == 3 or None, timeout=10)
     said = (
         "outcome",
         "calling_ae",
@@ -318,6 +323,7 @@ def test_each_association_ends_in_a_line_saying_how_and_what_its_stores_came_to(
     assert lines == [
         ("released", ae_title, admin.clinic, "127.0.0.1", 2, 0, False),
         ("released", ae_title, admin.clinic, "127.0.0.1", 0, 0, False),
+        ("aborted by the device", ae_title, admin.clinic, "127.0.0.1", 0, 0, False),
     ]
     assert all(0 < vars(record)["seconds"] < 60 for record in ends.of(ae_title))
     assert ends.counted == 0
@@ -347,7 +353,7 @@ def test_a_device_cut_off_with_an_object_arriving_is_counted_with_what_it_had_ke
         association.kill()
     [ended] = ends.of(ae_title)
     assert tuple(vars(ended)[key] for key in ("outcome", "objects_kept", "object_interrupted")) == (
-        "aborted",
+        "connection closed or invalid",
         1,
         True,
     )

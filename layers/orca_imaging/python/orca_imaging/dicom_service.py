@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts, _config, evt
+from pynetdicom.pdu_primitives import A_ABORT, A_P_ABORT
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # made at import
     ModalityWorklistInformationFind,
     Verification,
@@ -141,6 +142,7 @@ class DicomService:
             (evt.EVT_C_FIND, self._on_find),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_ACSE_RECV, self._on_acse_received),
             (evt.EVT_ABORTED, self._on_aborted),  # by either side
         ]
         self._server = self._serve(self.config.port, handlers)
@@ -289,8 +291,18 @@ class DicomService:
         with self._tallies_lock:
             return self._tallies.setdefault(association, _Tally())
 
+    def _on_acse_received(self, event: Event) -> None:
+        primitive = event.primitive  # type: ignore[attr-defined]
+        if isinstance(primitive, A_ABORT):
+            self._tally(event.assoc).ending = "aborted by the device"
+        elif isinstance(primitive, A_P_ABORT):  # the connection closed, or our DUL aborted
+            self._tally(event.assoc).ending = "connection closed or invalid"
+
     def _on_aborted(self, event: Event) -> None:
-        self._tally(event.assoc).aborted = True
+        """Aborted: by what came in (above), or else here (a timeout, a message we could
+        not handle)."""
+        tally = self._tally(event.assoc)
+        tally.ending = tally.ending or "aborted here"
 
     def _on_over(self, over: AssociationOver) -> None:
         """One line for each association a device had accepted: how it ended, how long it
@@ -306,7 +318,7 @@ class DicomService:
         # a connection that never asked for one (a port scan, a TCP probe).
         if association.is_rejected or calling in ("", HEALTH_AE):
             return
-        outcome = "released" if association.is_released else "aborted" if tally.aborted else "cut off"
+        outcome = "released" if association.is_released else tally.ending or "cut off"
         if over.interrupted:
             metrics.add_metric(name="DicomStoresInterrupted", unit="Count", value=1)
         try:
@@ -335,11 +347,11 @@ class DicomService:
 
 @dataclass
 class _Tally:
-    """What one association's stores came to so far, and whether it was aborted."""
+    """What one association's stores came to so far, and how it was aborted, if it was."""
 
     kept: int = 0
     failed: int = 0
-    aborted: bool = False  # an A-ABORT, sent or received
+    ending: str | None = None  # how it was aborted, if it was
 
 
 def _calling_ae(event: Event) -> str:
