@@ -35,13 +35,7 @@ from orca_imaging import repository
 from orca_imaging.dicom_service import echo
 from orca_imaging.dicom_task import DicomTask, yield_cores
 from orca_imaging.dicom_transport import LoadBoard, shared_listener
-from orca_imaging.observability import (
-    flush_metrics,
-    log_uncaught_thread_exceptions,
-    logger,
-    metrics,
-    write_whole_lines,
-)
+from orca_imaging.observability import log_uncaught_thread_exceptions, logger, metrics, write_whole_lines
 from orca_imaging.settings import ScpSettings, load
 
 if TYPE_CHECKING:
@@ -122,7 +116,7 @@ def serve(settings: ScpSettings) -> int:
             receiver.kill()
     task.stop(timeout=0)  # the drainer, once nothing more can arrive
     health.shutdown()
-    flush_metrics()
+    metrics.flush_metrics()
     return 0
 
 
@@ -140,7 +134,7 @@ def receive(settings: ScpSettings, *, parent: int, descriptors: list[int], board
     threading.Thread(target=publish_metrics, args=(stopping,), name="metrics", daemon=True).start()
     stopping.wait()
     task.stop(timeout=settings.stop_timeout_seconds)
-    flush_metrics()
+    metrics.flush_metrics()
     return 0
 
 
@@ -173,7 +167,7 @@ def publish_metrics(stopping: threading.Event, spool: Spool | None = None, every
         if spool is not None:
             metrics.add_metric(name="DicomSpoolDepth", unit="Count", value=spool.depth())
             metrics.add_metric(name="DicomSpoolBytes", unit="Bytes", value=spool.used_bytes())
-        flush_metrics()
+        metrics.flush_metrics()
 
 
 if __name__ == "__main__":

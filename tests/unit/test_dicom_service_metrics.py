@@ -3,8 +3,9 @@ EMF line in one write."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -39,23 +40,21 @@ def test_spool_depth_is_published_as_emf_without_any_invocation_to_flush_it(
     assert directive["Namespace"] == "Orca/Imaging" and ["service"] in directive["Dimensions"]
 
 
-def test_each_emf_line_is_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The task's processes share stdout: a line written in two parts (Powertools prints the
-    line, then its newline) could take another process's line between them."""
+def test_each_emf_line_is_one_write() -> None:
+    """The task's processes share stdout, each through `WholeLineOutput`: Powertools prints
+    a line and then its newline, and another process's line could land between the two."""
     writes: list[str] = []
 
-    class Recorded:
+    class Recorded(io.StringIO):  # no descriptor to lock, as a test's capture
         def write(self, text: str) -> int:
             writes.append(text)
             return len(text)
 
-        def flush(self) -> None:
-            pass
-
-    monkeypatch.setattr(sys, "stdout", Recorded())
+    output = observability.WholeLineOutput(Recorded())
     observability.metrics.add_metric(name="DicomObjectsReceived", unit="Count", value=2)
-    observability.flush_metrics()
-    observability.flush_metrics()  # nothing counted since: nothing written
+    with contextlib.redirect_stdout(output):
+        observability.metrics.flush_metrics()
+        observability.metrics.flush_metrics()  # nothing counted since: nothing written
 
     (line,) = writes
     assert line.endswith("\n") and line.count("\n") == 1

@@ -18,7 +18,7 @@ from orca_imaging.observability import WholeLineOutput
 # service's own flush, as each minute, writes the rest.
 _LOGGING_PROCESS = """
 import sys
-from orca_imaging.observability import flush_metrics, logger, metrics, write_whole_lines
+from orca_imaging.observability import logger, metrics, write_whole_lines
 write_whole_lines()  # as each of the DICOM service's processes does first
 for n in range(400):
     logger.info("long line", extra={"writer": sys.argv[1], "n": n, "padding": sys.argv[1] * 60_000})
@@ -26,7 +26,7 @@ for n in range(400):
         for name in ("DicomObjectsReceived", "DicomObjectsStored", "DicomStoreBytes"):
             for _ in range(150):
                 metrics.add_metric(name=name, unit="Count", value=1)
-        flush_metrics()
+        metrics.flush_metrics()
 """
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import fcntl
 import io
-import json
 import logging
 import sys
 import threading
@@ -25,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
-from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from botocore.exceptions import BotoCoreError, ClientError
 
 from orca_imaging.errors import OrcaError
@@ -134,17 +132,6 @@ def item_keys(**keys: Any) -> Iterator[None]:
         yield
     finally:
         logger.remove_keys([*ITEM_KEYS, *keys])
-
-
-def flush_metrics() -> None:
-    """Write what was counted as one EMF line, and start counting afresh. Outside Lambda
-    (the DICOM service) nothing else flushes Powertools' metrics."""
-    if not metrics.metric_set or is_metrics_disabled():  # as Powertools' own flush
-        return
-    line = json.dumps(metrics.serialize_metric_set(), separators=(",", ":")) + "\n"
-    sys.stdout.write(line)
-    sys.stdout.flush()
-    metrics.clear_metrics()
 
 
 class WholeLineOutput(io.TextIOBase):
