@@ -9,16 +9,17 @@ alone."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from orca_imaging.errors import RecordFailedError, ScheduledRunFailedError
+from orca_imaging.errors import OrcaError, RecordFailedError, ScheduledRunFailedError
 from orca_imaging.observability import item_keys, logger, metrics
 from orca_imaging.resources import queue_feeding
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -33,12 +34,9 @@ def sqs_handler(
     processor = BatchProcessor(event_type=EventType.SQS)
 
     def handle_one(record: SQSRecord) -> None:
-        with item_keys():  # the record's correlation id and image go with it
-            try:
-                handle_record(record)
-            except Exception as e:
-                logger.exception("record failed; SQS delivers it again")  # with its keys, PHI-safe
-                raise RecordFailedError(type(e).__qualname__) from None
+        # The record's correlation id and image go with its lines, the failure's among them.
+        with item_keys(), _handed_on_as_type("record failed; SQS delivers it again", RecordFailedError):
+            handle_record(record)
 
     @logger.inject_lambda_context
     @metrics.log_metrics
@@ -59,13 +57,23 @@ def scheduled_handler(
     @logger.inject_lambda_context
     @metrics.log_metrics
     def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        try:
+        with _handed_on_as_type(
+            "scheduled run failed; the next one on the schedule runs again", ScheduledRunFailedError
+        ):
             return run()
-        except Exception as e:
-            logger.exception("scheduled run failed; the next one on the schedule runs again")
-            raise ScheduledRunFailedError(type(e).__qualname__) from None
 
     return lambda_handler
+
+
+@contextmanager
+def _handed_on_as_type(failed: str, handed_on: type[OrcaError]) -> Iterator[None]:
+    """An error raised within is logged as `failed` (PHI-safe, with its traceback) and
+    raised again as `handed_on`, whose message is the error's type alone."""
+    try:
+        yield
+    except Exception as e:
+        logger.exception(failed)
+        raise handed_on(type(e).__qualname__) from None
 
 
 def is_last_receive(record: SQSRecord, consumer: str) -> bool:
