@@ -288,8 +288,12 @@ class DicomService:
         return SUCCESS
 
     def _tally(self, association: Association) -> _Tally:
+        """Its tally, made at its first store or abort (not one made and dropped per store)."""
         with self._tallies_lock:
-            return self._tallies.setdefault(association, _Tally())
+            tally = self._tallies.get(association)
+            if tally is None:
+                tally = self._tallies[association] = _Tally()
+            return tally
 
     def _on_acse_received(self, event: Event) -> None:
         primitive = event.primitive  # type: ignore[attr-defined]
